@@ -1,0 +1,117 @@
+"""`mvp store serve`: an embedded S3-compatible object store for local use and tests.
+
+It runs moto's S3 server (a real HTTP server speaking the S3 API) on loopback. moto keeps objects
+in memory, so the store snapshots every bucket to ``--data-dir`` on shutdown and loads it back on
+start: a second run finds what the first one wrote. Production uses MinIO; the code that talks to
+either is the same ``minio`` SDK client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mvp.common.settings import LoggingSettings, StoreSettings, add_settings_flags, settings_from_args
+
+log = logging.getLogger(__name__)
+
+
+class StoreServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MVP_STORE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to bind (loopback: the store has no auth).")
+    port: int = Field(9000, ge=0, le=65535, description="S3 API port (MinIO's default, 0 picks a free one).")
+    data_dir: Path | None = Field(
+        Path(".mvp/store"), description="Snapshot folder: loaded on start, written on shutdown (unset: memory only)."
+    )
+    buckets: str = Field("mvp", description="Comma-separated buckets to create on start.")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="store_command", metavar="SUBCOMMAND", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="run the embedded S3-compatible store",
+        description="Run an S3-compatible server (moto) on loopback, persisted to --data-dir.",
+    )
+    add_settings_flags(serve, StoreServerSettings)
+    add_settings_flags(serve, LoggingSettings)
+    serve.set_defaults(func=_serve)
+
+
+def _client_settings(host: str, port: int) -> StoreSettings:
+    return StoreSettings(endpoint=f"http://{host}:{port}")
+
+
+def load_snapshot(storage, data_dir: Path) -> int:
+    """Uploads every file under data_dir/<bucket>/<key> into the store. Returns the object count."""
+    count = 0
+    if not data_dir.is_dir():
+        return 0
+    for bucket_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        storage.ensure_bucket(bucket_dir.name)
+        for path in sorted(p for p in bucket_dir.rglob("*") if p.is_file() and not p.name.endswith(".part")):
+            key = path.relative_to(bucket_dir).as_posix()
+            storage.put_file(str(path), f"s3://{bucket_dir.name}/{key}")
+            count += 1
+    return count
+
+
+def save_snapshot(storage, data_dir: Path) -> int:
+    """Writes every object of every bucket to data_dir/<bucket>/<key>. Returns the object count."""
+    count = 0
+    for bucket in storage.client.list_buckets():
+        for info in storage.list(f"s3://{bucket.name}/"):
+            key = info.uri.removeprefix(f"s3://{bucket.name}/")
+            target = data_dir / bucket.name / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            storage.download(info.uri, target)
+            count += 1
+    return count
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from moto.server import ThreadedMotoServer
+
+    from mvp.common.logging import configure_logging
+    from mvp.common.storage import Storage
+
+    configure_logging(settings_from_args(LoggingSettings, args))
+    settings = settings_from_args(StoreServerSettings, args)
+    server = ThreadedMotoServer(ip_address=settings.host, port=settings.port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    storage = Storage(_client_settings(host, port))
+    loaded = load_snapshot(storage, settings.data_dir) if settings.data_dir else 0
+    for bucket in filter(None, (b.strip() for b in settings.buckets.split(","))):
+        storage.ensure_bucket(bucket)
+    log.info(
+        "object store listening",
+        extra={"endpoint": f"http://{host}:{port}", "data_dir": str(settings.data_dir), "objects_loaded": loaded},
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    if settings.data_dir:
+        # Written beside and swapped in whole, so deleted objects do not linger and a crash
+        # mid-write leaves the previous snapshot intact.
+        fresh = settings.data_dir.with_name(settings.data_dir.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        saved = save_snapshot(storage, fresh)
+        old = settings.data_dir.with_name(settings.data_dir.name + ".old")
+        if settings.data_dir.exists():
+            settings.data_dir.rename(old)
+        fresh.rename(settings.data_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("object store snapshot written", extra={"objects": saved, "data_dir": str(settings.data_dir)})
+    server.stop()
+    return 0

@@ -1,0 +1,1 @@
+"""The MVP fine-grained reward: a pure library (``mvp.reward.core``) and the services that wrap it."""

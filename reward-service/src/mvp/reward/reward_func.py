@@ -1,0 +1,62 @@
+"""OpenRLHF custom reward function that scores through a running MVP reward-service over gRPC.
+
+Use: ``--reward.remote_url $(mvp reward reward-func-path)`` (OpenRLHF 0.11; ``--remote_rm_url``
+before). OpenRLHF loads this file by path and calls ``reward_func(queries, prompts, labels)`` from
+worker threads. Configure with environment variables on the Ray workers:
+
+- ``MVP_REWARD_ADDR``: host:port of the reward-service (default 127.0.0.1:50052)
+- ``MVP_REWARD_TOKEN``: bearer token, if the service requires one
+- ``MVP_REWARD_TLS_CA``: PEM CA file, to connect with TLS
+- ``MVP_REWARD_TIMEOUT_S``: deadline per call (default 30)
+
+It needs ``mvp-common`` (the client) and torch, both present in an OpenRLHF worker image.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+_lock = threading.Lock()
+_client = None
+
+
+def _get_client():
+    """One shared client (one channel) per worker process: connection reuse across calls."""
+    global _client
+    with _lock:
+        if _client is None:
+            from mvp.clients import ClientConfig, RewardClient
+
+            ca = os.environ.get("MVP_REWARD_TLS_CA")
+            _client = RewardClient(
+                ClientConfig(
+                    target=os.environ.get("MVP_REWARD_ADDR", "127.0.0.1:50052"),
+                    timeout_s=float(os.environ.get("MVP_REWARD_TIMEOUT_S", "30")),
+                    auth_token=os.environ.get("MVP_REWARD_TOKEN") or None,
+                    tls_ca_file=Path(ca) if ca else None,
+                )
+            )
+        return _client
+
+
+def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> dict:
+    """Returns ``{"rewards": tensor, "scores": tensor, "extra_logs": {name: tensor}}``.
+
+    Raises ``mvp.clients.ServiceUnavailableError`` naming the address when the service is down,
+    so the failure is visible in OpenRLHF's logs instead of silently zeroing rewards."""
+    import torch
+
+    from mvp.reward.openrlhf import response_from_query
+
+    responses = [response_from_query(q, p) for q, p in zip(queries, prompts, strict=True)]
+    results = _get_client().score(responses, list(labels))
+    rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
+    fields = ("format", "selection", "ordering", "exact", "soft")
+    extra = {
+        f"mvp_{name}": torch.tensor([getattr(r.components, name) for r in results], dtype=torch.float32)
+        for name in fields
+    }
+    extra["mvp_parse_failed"] = torch.tensor([1.0 if r.failure_reason else 0.0 for r in results])
+    return {"rewards": rewards, "scores": rewards, "extra_logs": extra}

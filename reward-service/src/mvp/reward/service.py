@@ -1,0 +1,220 @@
+"""`mvp reward serve`: the reward library behind gRPC (batched and streaming) and OpenRLHF's HTTP
+remote-reward protocol, in one asyncio process. The service adds transport, limits and metrics;
+every score comes from ``mvp.reward.core``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+from aiohttp import web
+
+from mvp.common.grpc_server import GrpcServer, ServiceBinding, serve
+from mvp.reward import core, metrics
+from mvp.reward.openrlhf import response_from_query, to_openrlhf
+from mvp.reward.settings import RewardServerSettings
+from mvp.v1 import reward_pb2, reward_pb2_grpc, sample_pb2
+
+log = logging.getLogger(__name__)
+
+_CONFIG_FIELDS = tuple(core.RewardConfig.model_fields)
+
+
+def reward_config(settings: RewardServerSettings) -> core.RewardConfig:
+    return core.RewardConfig(**{name: getattr(settings, name) for name in _CONFIG_FIELDS})
+
+
+def label_from_proto(label: sample_pb2.Label) -> core.Label:
+    return core.Label(
+        answer=tuple(label.answer),
+        num_candidates=label.num_candidates,
+        index_base=label.index_base,
+        candidate_times_s=tuple(label.candidate_times_s),
+        gap_start_s=label.gap_start_s,
+        gap_end_s=label.gap_end_s,
+    )
+
+
+def result_to_proto(result: core.RewardResult) -> reward_pb2.RewardResult:
+    return reward_pb2.RewardResult(
+        reward=result.reward,
+        components=reward_pb2.RewardComponents(
+            format=result.format,
+            selection=result.selection,
+            ordering=result.ordering,
+            exact=result.exact,
+            soft=result.soft,
+        ),
+        failure_reason=result.failure_reason,
+        failure_detail=result.failure_detail,
+        parsed_answer=result.parsed_answer,
+    )
+
+
+class RewardScorer:
+    """Resolves labels and per-request config overrides, then calls the library."""
+
+    def __init__(self, default: core.RewardConfig) -> None:
+        self.default = default
+        self._overrides: dict[bytes, core.RewardConfig] = {}
+
+    def config_for(self, override: reward_pb2.RewardConfig | None) -> core.RewardConfig:
+        if override is None or not override.ListFields():
+            return self.default
+        key = override.SerializeToString(deterministic=True)
+        cached = self._overrides.get(key)
+        if cached is None:
+            values = {f.name: v for f, v in override.ListFields()}
+            cached = self.default.model_validate({**self.default.model_dump(), **values})
+            if len(self._overrides) < 1024:
+                self._overrides[key] = cached
+        return cached
+
+    @staticmethod
+    def label_of(item: reward_pb2.ScoreItem) -> core.Label:
+        kind = item.WhichOneof("truth")
+        if kind == "label_json":
+            return core.Label.from_json(item.label_json)
+        if kind == "label":
+            return label_from_proto(item.label)
+        raise core.InvalidLabelError("item has neither label nor label_json")
+
+
+class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
+    def __init__(self, scorer: RewardScorer, settings: RewardServerSettings) -> None:
+        self.scorer = scorer
+        self.settings = settings
+
+    async def Score(  # noqa: N802 - gRPC method name
+        self, request: reward_pb2.ScoreRequest, context: grpc.aio.ServicerContext
+    ) -> reward_pb2.ScoreResponse:
+        items = request.items
+        if len(items) > self.settings.max_batch:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"batch of {len(items)} completions exceeds max_batch={self.settings.max_batch}; split it",
+            )
+        try:
+            config = self.scorer.config_for(request.config if request.HasField("config") else None)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid reward config: {exc}")
+        t0 = time.perf_counter()
+        results = []
+        label_of = self.scorer.label_of
+        for i, item in enumerate(items):
+            try:
+                label = label_of(item)
+            except core.InvalidLabelError as exc:
+                metrics.INVALID_LABELS.labels("grpc").inc()
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"items[{i}]: invalid label: {exc}")
+            results.append(core.score(item.completion, label, config))
+        metrics.record(results, "grpc", time.perf_counter() - t0)
+        return reward_pb2.ScoreResponse(results=[result_to_proto(r) for r in results])
+
+    async def ScoreStream(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[reward_pb2.ScoreStreamRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[reward_pb2.ScoreStreamResponse]:
+        async for request in request_iterator:
+            t0 = time.perf_counter()
+            try:
+                config = self.scorer.config_for(request.config if request.HasField("config") else None)
+                label = self.scorer.label_of(request.item)
+            except ValueError as exc:
+                metrics.INVALID_LABELS.labels("grpc_stream").inc()
+                yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, error=str(exc))
+                continue
+            result = core.score(request.item.completion, label, config)
+            metrics.record([result], "grpc_stream", time.perf_counter() - t0)
+            yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, result=result_to_proto(result))
+
+
+def _http_error(status: type[web.HTTPException], message: str) -> web.HTTPException:
+    return status(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.Application:
+    """OpenRLHF's remote-reward endpoint: POST / or /score or /get_reward."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _http_error(web.HTTPBadRequest, f"body is not JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise _http_error(web.HTTPBadRequest, "body must be a JSON object")
+        queries, prompts, labels = payload.get("query"), payload.get("prompts"), payload.get("labels")
+        if not isinstance(queries, list) or not isinstance(labels, list) or len(queries) != len(labels):
+            raise _http_error(
+                web.HTTPBadRequest, "expected 'query' and 'labels' lists of equal length (and optional 'prompts')"
+            )
+        if prompts is not None and (not isinstance(prompts, list) or len(prompts) != len(queries)):
+            raise _http_error(web.HTTPBadRequest, "'prompts' must be a list as long as 'query'")
+        if len(queries) > settings.max_batch:
+            raise _http_error(
+                web.HTTPRequestEntityTooLarge, f"batch of {len(queries)} exceeds max_batch={settings.max_batch}"
+            )
+        t0 = time.perf_counter()
+        results = []
+        for i, (query, label_text) in enumerate(zip(queries, labels, strict=True)):
+            prompt = prompts[i] if prompts is not None else None
+            if not isinstance(query, str) or not isinstance(label_text, str | dict):
+                raise _http_error(web.HTTPBadRequest, f"item {i}: query must be a string and label a JSON string")
+            try:
+                if isinstance(label_text, str):
+                    label = core.Label.from_json(label_text)
+                else:
+                    label = core.Label.from_dict(label_text)
+            except core.InvalidLabelError as exc:
+                metrics.INVALID_LABELS.labels("http").inc()
+                raise _http_error(web.HTTPBadRequest, f"item {i}: invalid label: {exc}") from None
+            response = response_from_query(query, prompt if isinstance(prompt, str) else None)
+            results.append(core.score(response, label, scorer.default))
+        metrics.record(results, "http", time.perf_counter() - t0)
+        return web.json_response(to_openrlhf(results))
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application(client_max_size=settings.max_message_mb * 1024 * 1024)
+    for path in ("/", "/score", "/get_reward"):
+        app.router.add_post(path, handle)
+    app.router.add_get("/health", healthz)
+    return app
+
+
+async def run_server(settings: RewardServerSettings) -> None:
+    """Runs gRPC and (if configured) the HTTP endpoint until SIGTERM/SIGINT, then drains both."""
+    scorer = RewardScorer(reward_config(settings))
+    binding = ServiceBinding(
+        reward_pb2_grpc.add_RewardServiceServicer_to_server,
+        RewardServicer(scorer, settings),
+        reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name,
+    )
+    server = GrpcServer(settings, [binding])
+    runner: web.AppRunner | None = None
+
+    async def start_http(_: GrpcServer) -> None:
+        nonlocal runner
+        if settings.http_port is None:
+            return
+        runner = web.AppRunner(make_http_app(scorer, settings), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.http_port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1] if site._server else settings.http_port  # type: ignore[union-attr]
+        log.info("openrlhf http endpoint listening", extra={"http_port": bound, "path": "/score"})
+
+    async def stop_http() -> None:
+        if runner is not None:
+            await runner.shutdown()
+            await runner.cleanup()
+
+    await serve(server, on_started=start_http, on_stopping=stop_http)
+
+
+def main(settings: RewardServerSettings) -> None:
+    asyncio.run(run_server(settings))
