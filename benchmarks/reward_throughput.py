@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mvp.reward.core import Label, RewardConfig, score  # noqa: E402
-from mvp.v1 import reward_pb2, reward_pb2_grpc  # noqa: E402
-from tests.procs import start_reward  # noqa: E402
+from mvp.reward.core import Label, RewardConfig, score
+from mvp.v1 import reward_pb2, reward_pb2_grpc
+from tests.procs import start_reward
 
 
 def make_workload(n: int, seed: int = 0) -> tuple[list[str], list[str]]:

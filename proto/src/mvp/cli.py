@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "reward": ("mvp.reward.cli", "mvp-reward-service", "score completions with the MVP reward (serve | score)"),
     "train": ("mvp.trainer.train_cli", "mvp-trainer", "GRPO post-training (local CPU loop or OpenRLHF)"),
     "eval": ("mvp.trainer.eval_cli", "mvp-trainer", "evaluate a checkpoint on held-out MVP samples"),
-    "data": ("mvp.trainer.data_cli", "mvp-trainer", "generate the procedural video corpus"),
+    "data": ("mvp.synth.data_cli", "mvp-synth-service", "generate the procedural video corpus"),
     "serve": ("mvp.inference.cli", "mvp-inference", "serve a Video LLM behind an OpenAI-compatible API"),
     "store": ("mvp.common.store_cli", "mvp-common[store]", "run the embedded S3-compatible object store"),
 }

@@ -25,45 +25,45 @@ _sym_db = _symbol_database.Default()
 from mvp.v1 import sample_pb2 as mvp_dot_v1_dot_sample__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mvp/v1/synthesis.proto\x12\x06mvp.v1\x1a\x13mvp/v1/sample.proto\"\xa2\x01\n\x0bVideoResult\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.mvp.v1.VideoStatus\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0bnum_samples\x18\x05 \x01(\x05\x12\x16\n\x0e\x66rames_decoded\x18\x06 \x01(\x05\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\"h\n\x16SynthesizeVideoRequest\x12\x11\n\tvideo_uri\x18\x01 \x01(\t\x12\x12\n\noutput_uri\x18\x02 \x01(\t\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.mvp.v1.SynthesisConfig\"_\n\x17SynthesizeVideoResponse\x12#\n\x06result\x18\x01 \x01(\x0b\x32\x13.mvp.v1.VideoResult\x12\x1f\n\x07samples\x18\x02 \x03(\x0b\x32\x0e.mvp.v1.Sample\"\xd6\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.mvp.v1.JobState\x12\x11\n\tinput_uri\x18\x03 \x01(\t\x12\x12\n\noutput_uri\x18\x04 \x01(\t\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.mvp.v1.SynthesisConfig\x12\x14\n\x0cvideos_total\x18\x06 \x01(\x05\x12\x11\n\tvideos_ok\x18\x07 \x01(\x05\x12\x16\n\x0evideos_skipped\x18\x08 \x01(\x05\x12\x15\n\rvideos_failed\x18\t \x01(\x05\x12\x17\n\x0fsamples_written\x18\n \x01(\x03\x12$\n\x07results\x18\x0b \x03(\x0b\x32\x13.mvp.v1.VideoResult\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x13\n\x0bshard_index\x18\r \x01(\x05\x12\x13\n\x0bshard_count\x18\x0e \x01(\x05\"\x9c\x01\n\x10SubmitJobRequest\x12\x11\n\tinput_uri\x18\x01 \x01(\t\x12\x12\n\noutput_uri\x18\x02 \x01(\t\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.mvp.v1.SynthesisConfig\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x13\n\x0bshard_index\x18\x05 \x01(\x05\x12\x13\n\x0bshard_count\x18\x06 \x01(\x05\"-\n\x11SubmitJobResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.mvp.v1.Job\"5\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0csummary_only\x18\x02 \x01(\x08\"*\n\x0eGetJobResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.mvp.v1.Job\"\x11\n\x0fListJobsRequest\"-\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.mvp.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"V\n\x10WatchJobResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.mvp.v1.Job\x12(\n\x0blast_result\x18\x02 \x01(\x0b\x32\x13.mvp.v1.VideoResult\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"-\n\x11\x43\x61ncelJobResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.mvp.v1.Job*s\n\x0bVideoStatus\x12\x1c\n\x18VIDEO_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fVIDEO_STATUS_OK\x10\x01\x12\x18\n\x14VIDEO_STATUS_SKIPPED\x10\x02\x12\x17\n\x13VIDEO_STATUS_FAILED\x10\x03*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xa3\x03\n\x10SynthesisService\x12R\n\x0fSynthesizeVideo\x12\x1e.mvp.v1.SynthesizeVideoRequest\x1a\x1f.mvp.v1.SynthesizeVideoResponse\x12@\n\tSubmitJob\x12\x18.mvp.v1.SubmitJobRequest\x1a\x19.mvp.v1.SubmitJobResponse\x12\x37\n\x06GetJob\x12\x15.mvp.v1.GetJobRequest\x1a\x16.mvp.v1.GetJobResponse\x12=\n\x08ListJobs\x12\x17.mvp.v1.ListJobsRequest\x1a\x18.mvp.v1.ListJobsResponse\x12?\n\x08WatchJob\x12\x17.mvp.v1.WatchJobRequest\x1a\x18.mvp.v1.WatchJobResponse0\x01\x12@\n\tCancelJob\x12\x18.mvp.v1.CancelJobRequest\x1a\x19.mvp.v1.CancelJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mvp/v1/synthesis.proto\x12\x06mvp.v1\x1a\x13mvp/v1/sample.proto\"\xba\x01\n\x0bVideoResult\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0e\x32\x13.mvp.v1.VideoStatus\x12\x13\n\x0breason_code\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0bnum_samples\x18\x05 \x01(\x05\x12\x16\n\x0e\x66rames_decoded\x18\x06 \x01(\x05\x12\x0f\n\x07seconds\x18\x07 \x01(\x01\x12\x16\n\x0e\x64\x65\x63ode_seconds\x18\x08 \x01(\x01\"h\n\x16SynthesizeVideoRequest\x12\x11\n\tvideo_uri\x18\x01 \x01(\t\x12\x12\n\noutput_uri\x18\x02 \x01(\t\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.mvp.v1.SynthesisConfig\"_\n\x17SynthesizeVideoResponse\x12#\n\x06result\x18\x01 \x01(\x0b\x32\x13.mvp.v1.VideoResult\x12\x1f\n\x07samples\x18\x02 \x03(\x0b\x32\x0e.mvp.v1.Sample\"\xd6\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x05state\x18\x02 \x01(\x0e\x32\x10.mvp.v1.JobState\x12\x11\n\tinput_uri\x18\x03 \x01(\t\x12\x12\n\noutput_uri\x18\x04 \x01(\t\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.mvp.v1.SynthesisConfig\x12\x14\n\x0cvideos_total\x18\x06 \x01(\x05\x12\x11\n\tvideos_ok\x18\x07 \x01(\x05\x12\x16\n\x0evideos_skipped\x18\x08 \x01(\x05\x12\x15\n\rvideos_failed\x18\t \x01(\x05\x12\x17\n\x0fsamples_written\x18\n \x01(\x03\x12$\n\x07results\x18\x0b \x03(\x0b\x32\x13.mvp.v1.VideoResult\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x13\n\x0bshard_index\x18\r \x01(\x05\x12\x13\n\x0bshard_count\x18\x0e \x01(\x05\"\x9c\x01\n\x10SubmitJobRequest\x12\x11\n\tinput_uri\x18\x01 \x01(\t\x12\x12\n\noutput_uri\x18\x02 \x01(\t\x12\'\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x17.mvp.v1.SynthesisConfig\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x13\n\x0bshard_index\x18\x05 \x01(\x05\x12\x13\n\x0bshard_count\x18\x06 \x01(\x05\"-\n\x11SubmitJobResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.mvp.v1.Job\"5\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0csummary_only\x18\x02 \x01(\x08\"*\n\x0eGetJobResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.mvp.v1.Job\"\x11\n\x0fListJobsRequest\"-\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.mvp.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"V\n\x10WatchJobResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.mvp.v1.Job\x12(\n\x0blast_result\x18\x02 \x01(\x0b\x32\x13.mvp.v1.VideoResult\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"-\n\x11\x43\x61ncelJobResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.mvp.v1.Job*s\n\x0bVideoStatus\x12\x1c\n\x18VIDEO_STATUS_UNSPECIFIED\x10\x00\x12\x13\n\x0fVIDEO_STATUS_OK\x10\x01\x12\x18\n\x14VIDEO_STATUS_SKIPPED\x10\x02\x12\x17\n\x13VIDEO_STATUS_FAILED\x10\x03*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xa3\x03\n\x10SynthesisService\x12R\n\x0fSynthesizeVideo\x12\x1e.mvp.v1.SynthesizeVideoRequest\x1a\x1f.mvp.v1.SynthesizeVideoResponse\x12@\n\tSubmitJob\x12\x18.mvp.v1.SubmitJobRequest\x1a\x19.mvp.v1.SubmitJobResponse\x12\x37\n\x06GetJob\x12\x15.mvp.v1.GetJobRequest\x1a\x16.mvp.v1.GetJobResponse\x12=\n\x08ListJobs\x12\x17.mvp.v1.ListJobsRequest\x1a\x18.mvp.v1.ListJobsResponse\x12?\n\x08WatchJob\x12\x17.mvp.v1.WatchJobRequest\x1a\x18.mvp.v1.WatchJobResponse0\x01\x12@\n\tCancelJob\x12\x18.mvp.v1.CancelJobRequest\x1a\x19.mvp.v1.CancelJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mvp.v1.synthesis_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VIDEOSTATUS']._serialized_start=1345
-  _globals['_VIDEOSTATUS']._serialized_end=1460
-  _globals['_JOBSTATE']._serialized_start=1463
-  _globals['_JOBSTATE']._serialized_end=1618
+  _globals['_VIDEOSTATUS']._serialized_start=1369
+  _globals['_VIDEOSTATUS']._serialized_end=1484
+  _globals['_JOBSTATE']._serialized_start=1487
+  _globals['_JOBSTATE']._serialized_end=1642
   _globals['_VIDEORESULT']._serialized_start=56
-  _globals['_VIDEORESULT']._serialized_end=218
-  _globals['_SYNTHESIZEVIDEOREQUEST']._serialized_start=220
-  _globals['_SYNTHESIZEVIDEOREQUEST']._serialized_end=324
-  _globals['_SYNTHESIZEVIDEORESPONSE']._serialized_start=326
-  _globals['_SYNTHESIZEVIDEORESPONSE']._serialized_end=421
-  _globals['_JOB']._serialized_start=424
-  _globals['_JOB']._serialized_end=766
-  _globals['_SUBMITJOBREQUEST']._serialized_start=769
-  _globals['_SUBMITJOBREQUEST']._serialized_end=925
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=927
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=972
-  _globals['_GETJOBREQUEST']._serialized_start=974
-  _globals['_GETJOBREQUEST']._serialized_end=1027
-  _globals['_GETJOBRESPONSE']._serialized_start=1029
-  _globals['_GETJOBRESPONSE']._serialized_end=1071
-  _globals['_LISTJOBSREQUEST']._serialized_start=1073
-  _globals['_LISTJOBSREQUEST']._serialized_end=1090
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1092
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1137
-  _globals['_WATCHJOBREQUEST']._serialized_start=1139
-  _globals['_WATCHJOBREQUEST']._serialized_end=1172
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1174
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1260
-  _globals['_CANCELJOBREQUEST']._serialized_start=1262
-  _globals['_CANCELJOBREQUEST']._serialized_end=1296
-  _globals['_CANCELJOBRESPONSE']._serialized_start=1298
-  _globals['_CANCELJOBRESPONSE']._serialized_end=1343
-  _globals['_SYNTHESISSERVICE']._serialized_start=1621
-  _globals['_SYNTHESISSERVICE']._serialized_end=2040
+  _globals['_VIDEORESULT']._serialized_end=242
+  _globals['_SYNTHESIZEVIDEOREQUEST']._serialized_start=244
+  _globals['_SYNTHESIZEVIDEOREQUEST']._serialized_end=348
+  _globals['_SYNTHESIZEVIDEORESPONSE']._serialized_start=350
+  _globals['_SYNTHESIZEVIDEORESPONSE']._serialized_end=445
+  _globals['_JOB']._serialized_start=448
+  _globals['_JOB']._serialized_end=790
+  _globals['_SUBMITJOBREQUEST']._serialized_start=793
+  _globals['_SUBMITJOBREQUEST']._serialized_end=949
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=951
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=996
+  _globals['_GETJOBREQUEST']._serialized_start=998
+  _globals['_GETJOBREQUEST']._serialized_end=1051
+  _globals['_GETJOBRESPONSE']._serialized_start=1053
+  _globals['_GETJOBRESPONSE']._serialized_end=1095
+  _globals['_LISTJOBSREQUEST']._serialized_start=1097
+  _globals['_LISTJOBSREQUEST']._serialized_end=1114
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1116
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1161
+  _globals['_WATCHJOBREQUEST']._serialized_start=1163
+  _globals['_WATCHJOBREQUEST']._serialized_end=1196
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1198
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1284
+  _globals['_CANCELJOBREQUEST']._serialized_start=1286
+  _globals['_CANCELJOBREQUEST']._serialized_end=1320
+  _globals['_CANCELJOBRESPONSE']._serialized_start=1322
+  _globals['_CANCELJOBRESPONSE']._serialized_end=1367
+  _globals['_SYNTHESISSERVICE']._serialized_start=1645
+  _globals['_SYNTHESISSERVICE']._serialized_end=2064
 # @@protoc_insertion_point(module_scope)

@@ -35,7 +35,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class VideoResult(_message.Message):
-    __slots__ = ("uri", "status", "reason_code", "reason", "num_samples", "frames_decoded", "seconds")
+    __slots__ = ("uri", "status", "reason_code", "reason", "num_samples", "frames_decoded", "seconds", "decode_seconds")
     URI_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class VideoResult(_message.Message):
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     FRAMES_DECODED_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     uri: str
     status: VideoStatus
     reason_code: str
@@ -50,7 +51,8 @@ class VideoResult(_message.Message):
     num_samples: int
     frames_decoded: int
     seconds: float
-    def __init__(self, uri: _Optional[str] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., reason_code: _Optional[str] = ..., reason: _Optional[str] = ..., num_samples: _Optional[int] = ..., frames_decoded: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    decode_seconds: float
+    def __init__(self, uri: _Optional[str] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., reason_code: _Optional[str] = ..., reason: _Optional[str] = ..., num_samples: _Optional[int] = ..., frames_decoded: _Optional[int] = ..., seconds: _Optional[float] = ..., decode_seconds: _Optional[float] = ...) -> None: ...
 
 class SynthesizeVideoRequest(_message.Message):
     __slots__ = ("video_uri", "output_uri", "config")

@@ -1,0 +1,1 @@
+"""MVP sample synthesis: decode -> de-duplicate -> mask -> hard negatives -> prompt -> write."""

@@ -1,0 +1,115 @@
+"""`mvp synth serve | run`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mvp.common.settings import LoggingSettings, StoreSettings, add_settings_flags, settings_from_args
+from mvp.synth.config import SynthConfig
+from mvp.synth.settings import SynthServerSettings
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="synth_command", metavar="SUBCOMMAND", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="run the synthesis gRPC service",
+        description="Serve mvp.v1.SynthesisService: single videos and resumable corpus jobs over S3/MinIO.",
+    )
+    add_settings_flags(serve, SynthServerSettings)
+    add_settings_flags(serve, StoreSettings)
+    add_settings_flags(serve, LoggingSettings)
+    serve.set_defaults(func=_serve)
+
+    run = sub.add_parser(
+        "run",
+        help="synthesise a corpus without a server",
+        description="Turn every video under --input (folder or s3://bucket/prefix) into MVP samples under "
+        "--output, with a progress bar. Writes summary.json, samples.jsonl and openrlhf.jsonl. "
+        "Re-running resumes: committed videos are not redone. Exits 0 when the run completed, even if "
+        "some videos failed (see summary.json).",
+    )
+    run.add_argument("--input", required=True, help="folder or s3://bucket/prefix of videos")
+    run.add_argument("--output", required=True, help="folder or s3://bucket/prefix for samples")
+    run.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    run.add_argument("--config", type=Path, default=None, help="JSON/YAML file with SynthConfig fields")
+    add_settings_flags(run, SynthConfig)
+    add_settings_flags(run, StoreSettings)
+    run.set_defaults(func=_run)
+
+
+def load_config(path: Path | None, args: argparse.Namespace) -> SynthConfig:
+    values: dict = {}
+    if path is not None:
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text) or {}
+        else:
+            values = json.loads(text)
+    overrides = {
+        k.removeprefix("settings__"): v
+        for k, v in vars(args).items()
+        if k.startswith("settings__") and v is not None and k.removeprefix("settings__") in SynthConfig.model_fields
+    }
+    return SynthConfig.model_validate({**values, **overrides})
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mvp.common.logging import configure_logging
+    from mvp.synth.service import main
+
+    configure_logging(settings_from_args(LoggingSettings, args))
+    main(settings_from_args(SynthServerSettings, args), settings_from_args(StoreSettings, args))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mvp.common.logging import configure_logging
+    from mvp.common.settings import LoggingSettings as Log
+    from mvp.synth.corpus import CorpusError, run_corpus, status_name
+
+    configure_logging(Log(log_format="text", log_level="WARNING"))
+    try:
+        config = load_config(args.config, args)
+    except ValueError as exc:
+        print(f"mvp synth run: invalid config: {exc}", file=sys.stderr)
+        return 2
+    bar = tqdm(total=0, unit="video", desc="synthesising", file=sys.stderr)
+
+    def on_total(total: int) -> None:
+        bar.total = total
+        bar.refresh()
+
+    def on_result(result, progress, fresh):
+        bar.update(1)
+        bar.set_postfix(
+            samples=progress.samples, failed=sum(1 for r in progress.results if status_name(r.status) != "ok")
+        )
+
+    try:
+        progress = run_corpus(
+            settings_from_args(StoreSettings, args),
+            args.input,
+            args.output,
+            config,
+            workers=args.workers,
+            on_result=on_result,
+            on_total=on_total,
+        )
+    except CorpusError as exc:
+        bar.close()
+        print(f"mvp synth run: {exc}", file=sys.stderr)
+        return 1
+    bar.close()
+    counts: dict[str, int] = {}
+    for result in progress.results:
+        counts[status_name(result.status)] = counts.get(status_name(result.status), 0) + 1
+    print(json.dumps({"videos": progress.total, **counts, "samples": progress.samples, "output": args.output}))
+    return 0

@@ -1,0 +1,260 @@
+"""Corpus runs: every video under an input prefix, fanned out over worker processes, resumable.
+
+Resume is derived from the output itself: a video whose manifest exists is done (its outcome is
+read back, not recomputed). A killed worker loses only its in-flight video, which is redone; a
+video that kills workers twice is failed with reason ``worker_crashed``. Exports are rebuilt from
+the manifests at the end, so they always match exactly the committed videos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf.json_format import ParseDict
+
+from mvp.common.settings import StoreSettings
+from mvp.common.storage import Storage, is_s3, join
+from mvp.synth.config import SynthConfig
+from mvp.synth.video import manifest_uri, process_video
+from mvp.v1 import synthesis_pb2
+
+log = logging.getLogger(__name__)
+
+_STATUS_NAMES = {
+    synthesis_pb2.VIDEO_STATUS_OK: "ok",
+    synthesis_pb2.VIDEO_STATUS_SKIPPED: "skipped",
+    synthesis_pb2.VIDEO_STATUS_FAILED: "failed",
+}
+MAX_WORKER_CRASHES = 2
+
+
+class CorpusError(RuntimeError):
+    """The run itself cannot proceed (missing input, conflicting output); nothing was written."""
+
+
+def status_name(status: int) -> str:
+    return _STATUS_NAMES.get(status, "unknown")
+
+
+def list_videos(storage: Storage, input_uri: str) -> list[str]:
+    """Every object under the input prefix except hidden files, sorted (stable order)."""
+    from mvp.common.storage import NotFoundError
+
+    try:
+        uris = [o.uri for o in storage.list(input_uri)]
+    except NotFoundError as exc:
+        raise CorpusError(f"input {input_uri} not found: {exc}") from None
+    return sorted(u for u in uris if not u.rsplit("/", 1)[-1].startswith("."))
+
+
+def in_shard(uri: str, shard_index: int, shard_count: int) -> bool:
+    if shard_count <= 1:
+        return True
+    return int(hashlib.sha256(uri.encode()).hexdigest()[:8], 16) % shard_count == shard_index
+
+
+@dataclass
+class CorpusProgress:
+    total: int = 0
+    results: list[synthesis_pb2.VideoResult] = field(default_factory=list)
+
+    def count(self, status: int) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def samples(self) -> int:
+        return sum(r.num_samples for r in self.results)
+
+
+# Worker-process state: one Storage (one connection pool) per worker.
+_worker_storage: Storage | None = None
+
+
+def _init_worker(store: dict) -> None:
+    global _worker_storage
+    _worker_storage = Storage(StoreSettings.model_validate(store))
+
+
+def _work(uri: str, output: str, config_json: str) -> bytes:
+    assert _worker_storage is not None
+    outcome = process_video(_worker_storage, uri, output, SynthConfig.model_validate_json(config_json))
+    return outcome.result.SerializeToString()
+
+
+def read_manifest(storage: Storage, output: str, uri: str) -> dict | None:
+    if not storage.exists(manifest_uri(output, uri)):
+        return None
+    return json.loads(storage.get_bytes(manifest_uri(output, uri)))
+
+
+def normalise_output(output: str) -> str:
+    return output.rstrip("/") if is_s3(output) else str(Path(output).resolve())
+
+
+def run_corpus(
+    store: StoreSettings,
+    input_uri: str,
+    output: str,
+    config: SynthConfig,
+    *,
+    workers: int = 2,
+    shard_index: int = 0,
+    shard_count: int = 0,
+    on_result: Callable[[synthesis_pb2.VideoResult, CorpusProgress, bool], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> CorpusProgress:
+    """Processes every video under ``input_uri`` not yet committed under ``output``, then rebuilds
+    the exports. Returns per-video outcomes (committed earlier ones included). ``on_result`` gets
+    each outcome with ``fresh=False`` for videos committed by an earlier run."""
+    storage = Storage(store)
+    output = normalise_output(output)
+    if is_s3(output):
+        bucket = output.removeprefix("s3://").split("/", 1)[0]
+        if not storage.bucket_exists(bucket):
+            raise CorpusError(f"output bucket {bucket!r} does not exist (create it first)")
+    uris = [u for u in list_videos(storage, input_uri) if in_shard(u, shard_index, shard_count)]
+    progress = CorpusProgress(total=len(uris))
+    if on_total:
+        on_total(len(uris))
+    digest = config.digest()
+    pending: list[str] = []
+    for uri in uris:
+        manifest = read_manifest(storage, output, uri)
+        if manifest is None:
+            pending.append(uri)
+            continue
+        if manifest.get("config_digest") != digest:
+            raise CorpusError(
+                f"{output} already holds samples made with another config (digest "
+                f"{manifest.get('config_digest')} != {digest}); use a new output prefix"
+            )
+        result = ParseDict(manifest["result"], synthesis_pb2.VideoResult())
+        progress.results.append(result)
+        if on_result:
+            on_result(result, progress, False)
+    log.info("corpus run", extra={"videos": len(uris), "already_done": len(uris) - len(pending), "output": output})
+    crashes: dict[str, int] = {}
+    config_json = config.model_dump_json()
+    store_dict = {k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in store}
+    while pending and not (cancel and cancel.is_set()):
+        pending = _run_pool(
+            storage, pending, output, config, config_json, store_dict, workers, crashes, progress, on_result, cancel
+        )
+    write_exports(storage, output, uris, config)
+    return progress
+
+
+def _run_pool(storage, pending, output, config, config_json, store_dict, workers, crashes, progress, on_result, cancel):
+    """Runs ``pending`` on a fresh pool; returns the videos to retry after a worker crash."""
+    retry: list[str] = []
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(store_dict,)) as pool:
+        queue = list(pending)
+        running: dict[Future, str] = {}
+
+        def fill() -> None:
+            while queue and len(running) < workers * 2 and not (cancel and cancel.is_set()):
+                uri = queue.pop(0)
+                running[pool.submit(_work, uri, output, config_json)] = uri
+
+        fill()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED, timeout=0.5)
+            for future in done:
+                uri = running.pop(future)
+                try:
+                    result = synthesis_pb2.VideoResult.FromString(future.result())
+                except BrokenProcessPool:
+                    crashes[uri] = crashes.get(uri, 0) + 1
+                    if crashes[uri] >= MAX_WORKER_CRASHES:
+                        result = _crashed(storage, output, uri, config)
+                    else:
+                        retry.append(uri)
+                        continue
+                progress.results.append(result)
+                if on_result:
+                    on_result(result, progress, True)
+            if retry or any(f.done() and f.exception() for f in running):
+                # The pool is broken: everything still running is lost with it; redo it.
+                for uri in running.values():
+                    if uri not in retry:
+                        retry.append(uri)
+                log.warning("worker process died; restarting the pool", extra={"requeued": len(retry)})
+                return retry + queue
+            fill()
+    return retry
+
+
+def _crashed(storage: Storage, output: str, uri: str, config: SynthConfig) -> synthesis_pb2.VideoResult:
+    from mvp.synth.video import commit
+
+    result = synthesis_pb2.VideoResult(
+        uri=uri,
+        status=synthesis_pb2.VIDEO_STATUS_FAILED,
+        reason_code="worker_crashed",
+        reason=f"the worker process died {MAX_WORKER_CRASHES} times on this video (out of memory or a decoder crash)",
+    )
+    commit(storage, output, uri, config, result, [])
+    return result
+
+
+def write_exports(storage: Storage, output: str, uris: list[str], config: SynthConfig) -> dict:
+    """Rebuilds summary.json, samples.jsonl (full mvp.v1.Sample JSON, loadable with
+    ``datasets.load_dataset("json", ...)``) and openrlhf.jsonl from the committed manifests."""
+    videos, sample_lines, openrlhf_lines = [], [], []
+    for uri in uris:
+        manifest = read_manifest(storage, output, uri)
+        if manifest is None:
+            videos.append({"uri": uri, "status": "pending", "reason": "not processed yet", "num_samples": 0})
+            continue
+        result = manifest["result"]
+        status = status_name(synthesis_pb2.VideoStatus.Value(result.get("status", "VIDEO_STATUS_UNSPECIFIED")))
+        entry = {
+            "uri": uri,
+            "status": status,
+            "num_samples": int(result.get("num_samples", 0)),
+            "frames_decoded": int(result.get("frames_decoded", 0)),
+            "seconds": result.get("seconds", 0.0),
+        }
+        if status != "ok":
+            entry["reason_code"] = result.get("reason_code", "")
+            entry["reason"] = result.get("reason", "")
+        videos.append(entry)
+        if manifest.get("samples_uri"):
+            for line in storage.get_bytes(manifest["samples_uri"]).decode().splitlines():
+                sample = json.loads(line)
+                sample_lines.append(line)
+                openrlhf_lines.append(json.dumps(openrlhf_row(sample)))
+    totals = {
+        "videos": len(uris),
+        **{s: sum(1 for v in videos if v["status"] == s) for s in ("ok", "skipped", "failed", "pending")},
+        "samples": len(sample_lines),
+    }
+    summary = {"output": output, "config": config.model_dump(), "totals": totals, "videos": videos}
+    storage.put_bytes(join(output, "samples.jsonl"), "".join(x + "\n" for x in sample_lines).encode())
+    storage.put_bytes(join(output, "openrlhf.jsonl"), "".join(x + "\n" for x in openrlhf_lines).encode())
+    storage.put_bytes(join(output, "summary.json"), json.dumps(summary, indent=2).encode(), "application/json")
+    return summary
+
+
+def openrlhf_row(sample: dict) -> dict:
+    """OpenRLHF's prompt-dataset row: ``--input_key prompt --label_key label --image_key images``.
+
+    ``label`` is a JSON string of the mvp.v1.Label fields (what the reward-service reads)."""
+    label = dict(sample["label"])
+    label.setdefault("index_base", 0)
+    images = [f["uri"] for f in sample.get("context_frames", [])] + [f["uri"] for f in sample.get("candidates", [])]
+    return {
+        "id": sample["id"],
+        "prompt": sample["prompt"],
+        "label": json.dumps(label, sort_keys=True),
+        "images": images,
+    }

@@ -1,0 +1,109 @@
+"""Procedural videos whose temporal order is visually inferable from dynamics alone.
+
+Each video: a textured background seen through a panning camera, with several objects that move
+ballistically and bounce off the walls, grow or shrink, and occlude each other, plus sensor noise.
+No text, clocks, counters or colour ramps encode time: order can only be inferred from motion,
+growth and occlusion. Same seed = same video. Written as real H.264 mp4 files with PyAV.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    seed: int
+    seconds: float = 20.0
+    width: int = 320
+    height: int = 180
+    fps: int = 25
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth random texture (sum of a few low-frequency waves per channel)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.zeros((h, w, 3), np.float32)
+    base = rng.uniform(40, 200, size=3)
+    for c in range(3):
+        layer = np.full((h, w), base[c], np.float32)
+        for _ in range(4):
+            fx, fy = rng.uniform(0.5, 4) * 2 * math.pi / w, rng.uniform(0.5, 4) * 2 * math.pi / h
+            layer += rng.uniform(10, 35) * np.sin(fx * xx + fy * yy + rng.uniform(0, 2 * math.pi))
+        out[..., c] = layer
+    return out
+
+
+def render_frames(spec: VideoSpec):
+    rng = np.random.default_rng(spec.seed)
+    w, h = spec.width, spec.height
+    world_w = w * 2
+    bg = _background(rng, h, world_w)
+    pan_speed = rng.uniform(4, 12) * rng.choice([-1, 1]) * w / 320  # px per second
+    n_obj = int(rng.integers(3, 6))
+    pos = rng.uniform([0.1 * w, 0.1 * h], [0.9 * w, 0.9 * h], size=(n_obj, 2))
+    vel = rng.uniform(-1, 1, size=(n_obj, 2)) * rng.uniform(25, 70, size=(n_obj, 1)) * w / 320
+    radius0 = rng.uniform(0.05, 0.12, size=n_obj) * h
+    growth = rng.uniform(-0.35, 0.6, size=n_obj) * h / spec.seconds * 0.25
+    colors = rng.uniform(20, 235, size=(n_obj, 3))
+    square = rng.random(n_obj) < 0.4
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    n_frames = int(spec.seconds * spec.fps)
+    for i in range(n_frames):
+        t = i / spec.fps
+        offset = (
+            (pan_speed * t) % (world_w - w) if pan_speed > 0 else (world_w - w) - ((-pan_speed * t) % (world_w - w))
+        )
+        x0 = int(offset)
+        frame = bg[:, x0 : x0 + w].copy()
+        # ballistic motion with elastic bounces (reflect the unbounded path into the box)
+        p = pos + vel * t
+        for axis, size in ((0, w), (1, h)):
+            period = 2 * size
+            q = np.mod(p[:, axis], period)
+            p[:, axis] = np.where(q > size, period - q, q)
+        r = np.clip(radius0 + growth * t, 0.02 * h, 0.3 * h)
+        for k in range(n_obj):  # later objects occlude earlier ones
+            if square[k]:
+                mask = (np.abs(xx - p[k, 0]) < r[k]) & (np.abs(yy - p[k, 1]) < r[k])
+            else:
+                mask = (xx - p[k, 0]) ** 2 + (yy - p[k, 1]) ** 2 < r[k] ** 2
+            frame[mask] = colors[k]
+        frame += rng.normal(0, 3.0, size=frame.shape).astype(np.float32)
+        yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def write_video(path: Path, spec: VideoSpec) -> Path:
+    """Encodes the procedural video as H.264 (yuv420p, GOP of 2 s) into ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.mp4")
+    with av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream("libx264", rate=spec.fps)
+        stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23", "g": str(2 * spec.fps)}
+        for rgb in render_frames(spec):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)
+    return path
+
+
+def write_corpus(out_dir: Path, count: int, seed: int = 0, **spec_kwargs: float) -> list[Path]:
+    """Writes ``count`` videos named video_<seed>.mp4; existing files are kept (content-addressed
+    by seed and spec in the name), so re-runs reuse them."""
+    paths = []
+    for i in range(count):
+        spec = VideoSpec(seed=seed + i, **spec_kwargs)  # type: ignore[arg-type]
+        name = f"video_s{spec.seed}_{spec.width}x{spec.height}_{spec.fps}fps_{spec.seconds:g}s.mp4"
+        path = out_dir / name
+        if not path.exists():
+            write_video(path, spec)
+        paths.append(path)
+    return paths

@@ -1,0 +1,300 @@
+"""`mvp synth serve`: the synthesis library behind ``mvp.v1.SynthesisService``.
+
+Corpus jobs run in a background thread each, fanning videos out over worker processes
+(``mvp.synth.corpus``). A job's spec is persisted under ``state_uri`` when configured; a restarted
+server resumes every unfinished job, and because progress is derived from the committed manifests,
+the result is exactly what an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+from mvp.common.grpc_server import GrpcServer, ServiceBinding, serve
+from mvp.common.settings import StoreSettings
+from mvp.common.storage import Storage, StorageError, join
+from mvp.synth import metrics
+from mvp.synth.config import SynthConfig
+from mvp.synth.corpus import CorpusError, CorpusProgress, normalise_output, run_corpus
+from mvp.synth.settings import SynthServerSettings
+from mvp.synth.video import process_video
+from mvp.v1 import synthesis_pb2, synthesis_pb2_grpc
+
+log = logging.getLogger(__name__)
+TERMINAL = {synthesis_pb2.JOB_STATE_SUCCEEDED, synthesis_pb2.JOB_STATE_FAILED, synthesis_pb2.JOB_STATE_CANCELLED}
+
+
+@dataclass
+class JobRecord:
+    job: synthesis_pb2.Job
+    config: SynthConfig
+    cancel: threading.Event = field(default_factory=threading.Event)
+    user_cancelled: bool = False
+    version: int = 0
+    last_result: synthesis_pb2.VideoResult | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def job_id_for(request: synthesis_pb2.SubmitJobRequest, config: SynthConfig) -> str:
+    output = normalise_output(request.output_uri)
+    key = f"{request.input_uri}|{output}|{config.digest()}|{request.shard_index}/{request.shard_count}"
+    return "job-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+class JobManager:
+    """Owns the corpus jobs of this replica."""
+
+    def __init__(self, settings: SynthServerSettings, store: StoreSettings) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = Storage(store)
+        self.jobs: dict[str, JobRecord] = {}
+        self.lock = threading.Lock()
+
+    def _persist(self, record: JobRecord) -> None:
+        if not self.settings.state_uri:
+            return
+        spec = {
+            "job_id": record.job.job_id,
+            "input_uri": record.job.input_uri,
+            "output_uri": record.job.output_uri,
+            "config": record.config.model_dump(),
+            "shard_index": record.job.shard_index,
+            "shard_count": record.job.shard_count,
+            "state": synthesis_pb2.JobState.Name(record.job.state),
+        }
+        self.storage.put_bytes(join(self.settings.state_uri, f"{record.job.job_id}.json"), json.dumps(spec).encode())
+
+    def resume_unfinished(self) -> list[str]:
+        """Restarts every persisted job that had not reached a terminal state."""
+        if not self.settings.state_uri:
+            return []
+        resumed = []
+        try:
+            infos = list(self.storage.list(self.settings.state_uri))
+        except StorageError:
+            return []
+        for info in infos:
+            spec = json.loads(self.storage.get_bytes(info.uri))
+            if synthesis_pb2.JobState.Value(spec["state"]) in TERMINAL:
+                continue
+            request = synthesis_pb2.SubmitJobRequest(
+                input_uri=spec["input_uri"],
+                output_uri=spec["output_uri"],
+                job_id=spec["job_id"],
+                shard_index=spec["shard_index"],
+                shard_count=spec["shard_count"],
+            )
+            self.submit(request, SynthConfig.model_validate(spec["config"]))
+            resumed.append(spec["job_id"])
+        if resumed:
+            log.info("resumed unfinished jobs", extra={"jobs": resumed})
+        return resumed
+
+    def submit(self, request: synthesis_pb2.SubmitJobRequest, config: SynthConfig) -> JobRecord:
+        job_id = request.job_id or job_id_for(request, config)
+        with self.lock:
+            existing = self.jobs.get(job_id)
+            if existing is not None and existing.job.state not in TERMINAL:
+                return existing
+            running = sum(1 for r in self.jobs.values() if r.job.state not in TERMINAL)
+            if running >= self.settings.max_jobs:
+                raise ResourceWarning(f"{running} jobs already running (max_jobs={self.settings.max_jobs})")
+            job = synthesis_pb2.Job(
+                job_id=job_id,
+                state=synthesis_pb2.JOB_STATE_PENDING,
+                input_uri=request.input_uri,
+                output_uri=normalise_output(request.output_uri),
+                config=config.to_proto(),
+                shard_index=request.shard_index,
+                shard_count=request.shard_count,
+            )
+            record = JobRecord(job=job, config=config)
+            self.jobs[job_id] = record
+        self._persist(record)
+        threading.Thread(target=self._run, args=(record,), name=f"job-{job_id}", daemon=True).start()
+        return record
+
+    def _update(self, record: JobRecord, **changes: object) -> None:
+        with record.lock:
+            for key, value in changes.items():
+                setattr(record.job, key, value)
+            record.version += 1
+
+    def _run(self, record: JobRecord) -> None:
+        job = record.job
+        self._update(record, state=synthesis_pb2.JOB_STATE_RUNNING)
+        self._refresh_gauges()
+
+        def on_total(total: int) -> None:
+            self._update(record, videos_total=total)
+            metrics.QUEUE_DEPTH.inc(total)
+
+        def on_result(result: synthesis_pb2.VideoResult, progress: CorpusProgress, fresh: bool) -> None:
+            if fresh:
+                metrics.record_video(result)
+            metrics.QUEUE_DEPTH.dec()
+            with record.lock:
+                job.results.append(result)
+                job.videos_ok = progress.count(synthesis_pb2.VIDEO_STATUS_OK)
+                job.videos_skipped = progress.count(synthesis_pb2.VIDEO_STATUS_SKIPPED)
+                job.videos_failed = progress.count(synthesis_pb2.VIDEO_STATUS_FAILED)
+                job.samples_written = progress.samples
+                record.last_result = result
+                record.version += 1
+
+        try:
+            progress = run_corpus(
+                self.store,
+                job.input_uri,
+                job.output_uri,
+                record.config,
+                workers=self.settings.workers,
+                shard_index=job.shard_index,
+                shard_count=job.shard_count,
+                on_result=on_result,
+                on_total=on_total,
+                cancel=record.cancel,
+            )
+            remaining = job.videos_total - len(progress.results)
+            metrics.QUEUE_DEPTH.dec(max(0, remaining))
+            if record.cancel.is_set() and not record.user_cancelled:
+                # Interrupted by shutdown: stays RUNNING in the persisted spec so a restart resumes it.
+                log.info("job interrupted by shutdown", extra={"job_id": job.job_id, "remaining": remaining})
+                return
+            state = synthesis_pb2.JOB_STATE_CANCELLED if record.cancel.is_set() else synthesis_pb2.JOB_STATE_SUCCEEDED
+            self._update(record, state=state)
+        except (CorpusError, StorageError) as exc:
+            log.error("job failed", extra={"job_id": job.job_id, "error": str(exc)})
+            self._update(record, state=synthesis_pb2.JOB_STATE_FAILED, error=str(exc))
+        except Exception as exc:
+            log.exception("job crashed", extra={"job_id": job.job_id})
+            self._update(record, state=synthesis_pb2.JOB_STATE_FAILED, error=f"internal error: {exc!r}")
+        self._persist(record)
+        self._refresh_gauges()
+
+    def _refresh_gauges(self) -> None:
+        counts: dict[str, int] = {}
+        for record in list(self.jobs.values()):
+            name = synthesis_pb2.JobState.Name(record.job.state).removeprefix("JOB_STATE_").lower()
+            counts[name] = counts.get(name, 0) + 1
+        for state in ("pending", "running", "succeeded", "failed", "cancelled"):
+            metrics.JOBS.labels(state).set(counts.get(state, 0))
+
+    def snapshot(self, record: JobRecord, summary_only: bool) -> synthesis_pb2.Job:
+        with record.lock:
+            copy = synthesis_pb2.Job()
+            copy.CopyFrom(record.job)
+        if summary_only:
+            del copy.results[:]
+        return copy
+
+
+class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
+    def __init__(self, manager: JobManager, settings: SynthServerSettings) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="synth-video")
+
+    async def _config(self, message, context: grpc.aio.ServicerContext) -> SynthConfig:
+        try:
+            return SynthConfig.from_proto(message if message.ByteSize() else None)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid synthesis config: {exc}")
+            raise
+
+    async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
+        record = self.manager.jobs.get(job_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r} on this replica")
+        return record  # type: ignore[return-value]
+
+    async def SynthesizeVideo(self, request, context):  # noqa: N802
+        if not request.video_uri or not request.output_uri:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "video_uri and output_uri are required")
+        config = await self._config(request.config, context)
+        storage = Storage(self.manager.store)
+        loop = asyncio.get_running_loop()
+        try:
+            outcome = await loop.run_in_executor(
+                self.executor, process_video, storage, request.video_uri, normalise_output(request.output_uri), config
+            )
+        except StorageError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot write output: {exc}")
+        metrics.record_video(outcome.result)
+        return synthesis_pb2.SynthesizeVideoResponse(result=outcome.result, samples=outcome.samples)
+
+    async def SubmitJob(self, request, context):  # noqa: N802
+        if not request.input_uri or not request.output_uri:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_uri and output_uri are required")
+        if request.shard_count and not 0 <= request.shard_index < request.shard_count:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "shard_index must be in [0, shard_count)")
+        config = await self._config(request.config, context)
+        try:
+            record = self.manager.submit(request, config)
+        except ResourceWarning as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        return synthesis_pb2.SubmitJobResponse(job=self.manager.snapshot(record, True))
+
+    async def GetJob(self, request, context):  # noqa: N802
+        record = await self._record(request.job_id, context)
+        return synthesis_pb2.GetJobResponse(job=self.manager.snapshot(record, request.summary_only))
+
+    async def ListJobs(self, request, context):  # noqa: N802
+        return synthesis_pb2.ListJobsResponse(
+            jobs=[self.manager.snapshot(r, True) for r in list(self.manager.jobs.values())]
+        )
+
+    async def CancelJob(self, request, context):  # noqa: N802
+        record = await self._record(request.job_id, context)
+        record.user_cancelled = True
+        record.cancel.set()
+        return synthesis_pb2.CancelJobResponse(job=self.manager.snapshot(record, True))
+
+    async def WatchJob(self, request, context):  # noqa: N802
+        record = await self._record(request.job_id, context)
+        seen = -1
+        while True:
+            version, state = record.version, record.job.state
+            if version != seen:
+                seen = version
+                update = synthesis_pb2.WatchJobResponse(job=self.manager.snapshot(record, True))
+                if record.last_result is not None:
+                    update.last_result.CopyFrom(record.last_result)
+                yield update
+            if state in TERMINAL and version == record.version:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def run_server(settings: SynthServerSettings, store: StoreSettings) -> None:
+    manager = JobManager(settings, store)
+    binding = ServiceBinding(
+        synthesis_pb2_grpc.add_SynthesisServiceServicer_to_server,
+        SynthServicer(manager, settings),
+        synthesis_pb2.DESCRIPTOR.services_by_name["SynthesisService"].full_name,
+    )
+    server = GrpcServer(settings, [binding])
+
+    async def started(_: GrpcServer) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, manager.resume_unfinished)
+
+    async def stopping() -> None:
+        # Running jobs stop taking new videos; committed videos stay committed, in-flight ones
+        # are redone when the job is resumed.
+        for record in manager.jobs.values():
+            record.cancel.set()
+
+    await serve(server, on_started=started, on_stopping=stopping)
+
+
+def main(settings: SynthServerSettings, store: StoreSettings) -> None:
+    asyncio.run(run_server(settings, store))

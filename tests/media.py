@@ -1,0 +1,62 @@
+"""Real media files for tests: procedural videos and every kind of bad input, made with FFmpeg."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from mvp.synth.procedural import write_corpus
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True, timeout=120)
+
+
+def good_videos(folder: Path, count: int, seconds: float = 16, seed: int = 0) -> list[Path]:
+    return write_corpus(folder, count, seed=seed, seconds=seconds, width=160, height=96, fps=10)
+
+
+def bad_inputs(folder: Path, good: Path) -> dict[str, Path]:
+    """name -> file, for each kind of unusable input (the name says what to expect)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    files["empty"] = folder / "empty.mp4"
+    files["empty"].write_bytes(b"")
+    files["text"] = folder / "notes.mp4"
+    files["text"].write_text("this is not a video\n" * 20)
+    files["corrupt"] = folder / "corrupt.mp4"
+    data = bytearray(good.read_bytes())
+    for i in range(64, len(data), 97):
+        data[i] = (data[i] * 31 + 7) % 256
+    files["corrupt"].write_bytes(bytes(data))
+    files["truncated"] = folder / "truncated.mp4"
+    files["truncated"].write_bytes(good.read_bytes()[: len(good.read_bytes()) // 3])
+    files["audio_only"] = folder / "audio.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-c:a", "aac", str(files["audio_only"]))
+    files["too_short"] = folder / "short.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "mandelbrot=size=160x96:rate=10", "-t", "3", "-pix_fmt", "yuv420p", str(files["too_short"])
+    )
+    return files
+
+
+def rotated_and_vfr(folder: Path, good: Path) -> dict[str, Path]:
+    """Valid but unusual videos: rotation metadata, variable frame rate, large frames."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"rotated": folder / "rotated.mp4", "vfr": folder / "vfr.mkv"}
+    ffmpeg("-i", str(good), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(files["rotated"]))
+    # drop frames irregularly and keep original timestamps -> variable frame rate
+    ffmpeg(
+        "-i",
+        str(good),
+        "-vf",
+        "select='not(mod(n\\,3))+not(mod(n\\,7))'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(files["vfr"]),
+    )
+    return files
