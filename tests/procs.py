@@ -101,3 +101,15 @@ def start_store(tmp: Path, data_dir: Path | None = None) -> Proc:
     proc.ports = {"s3": port}
     wait_for(lambda: "object store listening" in proc.log(), 60, "object store", proc.popen)
     return proc
+
+
+def start_synth(tmp: Path, s3_port: int, *extra: str) -> Proc:
+    port, metrics_port = free_port(), free_port()
+    proc = start(
+        ["synth", "serve", "--port", str(port), "--metrics-port", str(metrics_port), *extra],
+        tmp / f"synth-{port}.log",
+        {"MVP_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}"},
+    )
+    proc.ports = {"grpc": port, "metrics": metrics_port}
+    wait_for(lambda: "grpc server listening" in proc.log(), 60, "synth-service", proc.popen)
+    return proc
