@@ -40,6 +40,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_settings_flags(run, StoreSettings)
     run.set_defaults(func=_run)
 
+    show = sub.add_parser(
+        "show",
+        help="render one sample as a PNG sheet",
+        description="Render the sample SAMPLE_ID from a samples.jsonl (local or s3://) as a PNG: context "
+        "frames with the gap, the numbered candidate pool, the ground truth and optionally an answer.",
+    )
+    show.add_argument("sample_id")
+    show.add_argument("--samples", required=True, help="samples.jsonl written by `mvp synth run` or a job")
+    show.add_argument("--out", type=Path, default=None, help="PNG path (default: <sample_id>.png)")
+    show.add_argument("--answer", default=None, help="a model answer to mark, e.g. '3,1,2'")
+    add_settings_flags(show, StoreSettings)
+    show.set_defaults(func=_show)
+
 
 def load_config(path: Path | None, args: argparse.Namespace) -> SynthConfig:
     values: dict = {}
@@ -112,4 +125,25 @@ def _run(args: argparse.Namespace) -> int:
     for result in progress.results:
         counts[status_name(result.status)] = counts.get(status_name(result.status), 0) + 1
     print(json.dumps({"videos": progress.total, **counts, "samples": progress.samples, "output": args.output}))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from mvp.common.storage import Storage, StorageError
+    from mvp.synth.sheet import render_sheet
+
+    storage = Storage(settings_from_args(StoreSettings, args))
+    try:
+        lines = storage.get_bytes(args.samples).decode().splitlines()
+    except StorageError as exc:
+        print(f"mvp synth show: cannot read {args.samples}: {exc}", file=sys.stderr)
+        return 1
+    sample = next((json.loads(x) for x in lines if json.loads(x)["id"] == args.sample_id), None)
+    if sample is None:
+        print(f"mvp synth show: no sample {args.sample_id!r} in {args.samples}", file=sys.stderr)
+        return 1
+    answer = [int(x) for x in args.answer.replace(" ", "").split(",")] if args.answer else None
+    out = args.out or Path(f"{args.sample_id}.png")
+    out.write_bytes(render_sheet(sample, storage.get_bytes, answer))
+    print(out)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -156,17 +157,27 @@ def run_corpus(
 def _run_pool(storage, pending, output, config, config_json, store_dict, workers, crashes, progress, on_result, cancel):
     """Runs ``pending`` on a fresh pool; returns the videos to retry after a worker crash."""
     retry: list[str] = []
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(store_dict,)) as pool:
+    # forkserver, not fork: the parent may run gRPC threads, which must never be forked.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(store_dict,)
+    ) as pool:
         queue = list(pending)
         running: dict[Future, str] = {}
 
-        def fill() -> None:
+        def fill() -> bool:
+            """Submits queued videos; False if the pool broke."""
             while queue and len(running) < workers * 2 and not (cancel and cancel.is_set()):
-                uri = queue.pop(0)
-                running[pool.submit(_work, uri, output, config_json)] = uri
+                uri = queue[0]
+                try:
+                    running[pool.submit(_work, uri, output, config_json)] = uri
+                except BrokenProcessPool:
+                    return False
+                queue.pop(0)
+            return True
 
-        fill()
-        while running:
+        broken = not fill()
+        while running and not broken:
             done, _ = wait(running, return_when=FIRST_COMPLETED, timeout=0.5)
             for future in done:
                 uri = running.pop(future)
@@ -189,7 +200,10 @@ def _run_pool(storage, pending, output, config, config_json, store_dict, workers
                         retry.append(uri)
                 log.warning("worker process died; restarting the pool", extra={"requeued": len(retry)})
                 return retry + queue
-            fill()
+            broken = not fill()
+        if broken:
+            log.warning("worker pool broke while submitting; restarting it", extra={"requeued": len(running)})
+            return retry + list(running.values()) + queue
     return retry
 
 

@@ -283,9 +283,8 @@ async def run_server(settings: SynthServerSettings, store: StoreSettings) -> Non
         synthesis_pb2.DESCRIPTOR.services_by_name["SynthesisService"].full_name,
     )
     server = GrpcServer(settings, [binding])
-
-    async def started(_: GrpcServer) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, manager.resume_unfinished)
+    # Before serving: a client that sees SERVING can already watch every resumed job.
+    await asyncio.get_running_loop().run_in_executor(None, manager.resume_unfinished)
 
     async def stopping() -> None:
         # Running jobs stop taking new videos; committed videos stay committed, in-flight ones
@@ -293,7 +292,7 @@ async def run_server(settings: SynthServerSettings, store: StoreSettings) -> Non
         for record in manager.jobs.values():
             record.cancel.set()
 
-    await serve(server, on_started=started, on_stopping=stopping)
+    await serve(server, on_stopping=stopping)
 
 
 def main(settings: SynthServerSettings, store: StoreSettings) -> None:

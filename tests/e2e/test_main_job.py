@@ -1,0 +1,52 @@
+"""`mvp run` end to end with small settings: every stage that exists, the report, the store's
+contents, and no child process left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.procs import MVP, REPO
+
+
+def mvp_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"mvp.cli" in cmdline and b"serve" in cmdline:
+                pids.add(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_main_job_small(tmp_path: Path) -> None:
+    before = mvp_pids()
+    env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
+    out = tmp_path / "run"
+    args = [*MVP, "run", "--videos", "4", "--video-seconds", "12", "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== [4] synthesis" in proc.stderr
+    report = (out / "report" / "report.md").read_text()
+    assert "| synthesis | ok |" in report and "chance exact accuracy" in report
+    assert list((out / "report").glob("sheet_*.png"))
+    assert (out / "report" / "index.html").read_text().count("<img") >= 1
+    # the store was snapshotted on shutdown: corpus and samples are on disk
+    store = out / "store" / "mvp"
+    assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3
+    assert list(store.glob("samples/*/heldout/openrlhf.jsonl"))
+    assert mvp_pids() - before == set(), "a child process survived mvp run"
+
+    # a second run reuses the corpus and the samples (same content-addressed ids)
+    first = sorted(p.read_text() for p in store.glob("samples/*/heldout/samples.jsonl"))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "0 uploaded" in proc.stderr
+    assert sorted(p.read_text() for p in store.glob("samples/*/heldout/samples.jsonl")) == first

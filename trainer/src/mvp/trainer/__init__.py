@@ -1,0 +1,1 @@
+"""MVP-Train orchestration: the main job (`mvp run`), GRPO training and evaluation."""

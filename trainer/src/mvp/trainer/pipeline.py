@@ -1,0 +1,267 @@
+"""The main job (`mvp run`): store -> corpus -> services -> synthesis -> eval -> train -> eval ->
+serve -> report, each a visible, timed stage. Everything it starts is stopped on exit.
+
+Stages whose components are not built yet are reported as such (in the console and the report)
+and skipped; the run still succeeds so every existing stage is exercised end to end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from mvp.common.settings import StoreSettings
+from mvp.common.storage import Storage
+from mvp.synth.config import SynthConfig
+from mvp.trainer.supervisor import StageError, Supervisor, free_port
+
+log = logging.getLogger(__name__)
+
+
+class RunConfig(BaseModel):
+    """Everything `mvp run` does, with defaults sized for ~10 minutes on a 2-core CPU."""
+
+    input: str | None = Field(None, description="Folder or s3://bucket/prefix of your videos (default: procedural).")
+    videos: int = Field(24, ge=2, description="Procedural videos to generate (a quarter are held out).")
+    video_seconds: float = Field(20.0, gt=0, description="Length of each procedural video.")
+    steps: int = Field(40, ge=0, description="GRPO steps of the local training run.")
+    seed: int = Field(0, ge=0, description="Seed of the corpus, the synthesis and training.")
+    out: Path = Field(Path(".mvp"), description="Working folder: store data, logs, report.")
+    bucket: str = Field("mvp", description="Bucket for corpus, samples and checkpoints.")
+    synth_addr: str | None = Field(None, description="Use this synth-service instead of starting one.")
+    reward_addr: str | None = Field(None, description="Use this reward-service instead of starting one.")
+    keep_serving: bool = Field(False, description="Leave the inference server running at the end.")
+    synth: SynthConfig = Field(
+        default_factory=lambda: SynthConfig(num_frames=6, num_masked=2, num_distractors=2, samples_per_video=4),
+        description="Sample synthesis config (small N, K, l keep a tiny model's context short on CPU).",
+    )
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: str = "pending"  # ok | skipped | failed
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class RunState:
+    config: RunConfig
+    stages: list[StageRecord] = field(default_factory=list)
+    store: StoreSettings | None = None
+    synth_addr: str = ""
+    reward_addr: str = ""
+    splits: dict[str, dict] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class Pipeline:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.out = config.out.resolve()
+        self.state = RunState(config)
+        self.sup = Supervisor(self.out / "logs")
+
+    def stage(self, name: str, func: Callable[[], str | None], *, missing: str | None = None) -> None:
+        record = StageRecord(name)
+        self.state.stages.append(record)
+        say(f"\n== [{len(self.state.stages)}] {name}")
+        if missing:
+            record.status, record.detail = "skipped", missing
+            say(f"   skipped: {missing}")
+            return
+        t0 = time.perf_counter()
+        try:
+            record.detail = func() or ""
+            record.status = "ok"
+        except StageError as exc:
+            record.status, record.detail = "failed", str(exc)
+            raise
+        except Exception as exc:
+            record.status, record.detail = "failed", f"{type(exc).__name__}: {exc}"
+            raise StageError(f"stage '{name}' failed: {exc} (logs in {self.out / 'logs'})") from exc
+        finally:
+            record.seconds = round(time.perf_counter() - t0, 2)
+        say(f"   done in {record.seconds:.1f}s{': ' + record.detail if record.detail else ''}")
+
+    # --- stages -------------------------------------------------------------------------------
+
+    def start_store(self) -> str:
+        env_store = StoreSettings()
+        if env_store.endpoint:
+            self.state.store = env_store
+            Storage(env_store).ensure_bucket(self.config.bucket)
+            return f"using MVP_S3_ENDPOINT={env_store.endpoint}"
+        port = free_port()
+        child = self.sup.start(
+            "store",
+            [
+                "store",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(self.out / "store"),
+                "--buckets",
+                self.config.bucket,
+            ],
+        )
+        store = StoreSettings(endpoint=f"http://127.0.0.1:{port}")
+        # "listening" is logged only after the snapshot of earlier runs is loaded back
+        self.sup.wait_ready(child, lambda: "object store listening" in child.log_path.read_text(), 120)
+        self.state.store = store
+        return f"embedded S3-compatible store on 127.0.0.1:{port}, data in {self.out / 'store'}"
+
+    def corpus(self) -> str:
+        storage = Storage(self.state.store)
+        if self.config.input:
+            self.state.splits = {"train": {"input": self.config.input}}
+            return f"using your corpus {self.config.input} (no held-out split: bring one with --input)"
+        from mvp.synth.procedural import write_corpus
+
+        n_held = max(1, self.config.videos // 4)
+        n_train = self.config.videos - n_held
+        local = self.out / "corpus"
+        # held-out videos use seeds far from the training ones: never seen in training
+        splits = {
+            "train": (self.config.seed * 100_000, n_train),
+            "heldout": (self.config.seed * 100_000 + 50_000, n_held),
+        }
+        uploaded = 0
+        for split, (seed, count) in splits.items():
+            paths = write_corpus(local / split, count, seed=seed, seconds=self.config.video_seconds)
+            prefix = f"s3://{self.config.bucket}/corpus/{split}"
+            existing = (
+                {o.uri.rsplit("/", 1)[-1]: o.size for o in storage.list(prefix + "/")}
+                if storage.bucket_exists(self.config.bucket)
+                else {}
+            )
+            for path in paths:
+                if existing.get(path.name) != path.stat().st_size:
+                    storage.put_file(str(path), f"{prefix}/{path.name}", "video/mp4")
+                    uploaded += 1
+            self.state.splits[split] = {"input": prefix + "/", "videos": count}
+        return f"{n_train} train + {n_held} held-out procedural videos ({uploaded} uploaded, rest reused)"
+
+    def services(self) -> str:
+        from mvp.clients import RewardClient, SynthClient
+
+        env = {"MVP_S3_ENDPOINT": self.state.store.endpoint or ""}
+        started = []
+        if self.config.synth_addr:
+            self.state.synth_addr = self.config.synth_addr
+        else:
+            port = free_port()
+            child = self.sup.start("synth-service", ["synth", "serve", "--port", str(port), "--metrics-port", "0"], env)
+            self.state.synth_addr = f"127.0.0.1:{port}"
+            started.append(child)
+        if self.config.reward_addr:
+            self.state.reward_addr = self.config.reward_addr
+        else:
+            port = free_port()
+            child = self.sup.start(
+                "reward-service", ["reward", "serve", "--port", str(port), "--metrics-port", "0", "--http-port", "0"]
+            )
+            self.state.reward_addr = f"127.0.0.1:{port}"
+            started.append(child)
+        for child in started:
+            client_cls = SynthClient if child.name == "synth-service" else RewardClient
+            addr = self.state.synth_addr if child.name == "synth-service" else self.state.reward_addr
+            client = client_cls(addr)
+            self.sup.wait_ready(child, lambda c=client: c.wait_healthy(timeout_s=1.0) is None, 120)
+            client.close()
+        return f"synth-service {self.state.synth_addr}, reward-service {self.state.reward_addr} (SERVING)"
+
+    def synthesis(self) -> str:
+        from tqdm import tqdm
+
+        from mvp.clients import SynthClient
+        from mvp.v1 import synthesis_pb2
+
+        config = self.config.synth.model_copy(update={"seed": self.config.seed})
+        digest = config.digest()
+        parts = []
+        with SynthClient(self.state.synth_addr) as client:
+            for split, info in self.state.splits.items():
+                output = f"s3://{self.config.bucket}/samples/{digest}/{split}"
+                job = client.submit_job(info["input"], output, config.to_proto())
+                bar = tqdm(desc=f"   synth {split}", unit="video", file=sys.stderr, total=None)
+                final = job
+                for update in client.watch_job(job.job_id, timeout=1800):
+                    final = update.job
+                    bar.total = final.videos_total
+                    bar.n = final.videos_ok + final.videos_skipped + final.videos_failed
+                    bar.set_postfix(samples=final.samples_written)
+                    bar.refresh()
+                bar.close()
+                if final.state != synthesis_pb2.JOB_STATE_SUCCEEDED:
+                    raise StageError(f"synthesis job {job.job_id} ({split}) ended {final.state}: {final.error}")
+                if final.samples_written == 0:
+                    raise StageError(f"synthesis of {split} wrote no samples; see {output}/summary.json")
+                info.update(
+                    output=output,
+                    samples=final.samples_written,
+                    job_id=job.job_id,
+                    ok=final.videos_ok,
+                    skipped=final.videos_skipped,
+                    failed=final.videos_failed,
+                )
+                parts.append(f"{split}: {final.samples_written} samples from {final.videos_ok} videos")
+        return "; ".join(parts)
+
+    def report(self) -> str:
+        from mvp.trainer.report import write_report
+
+        path = write_report(self.state, Storage(self.state.store), self.out / "report")
+        self.state.artifacts["report"] = str(path)
+        return str(path)
+
+    # --- driver -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        not_built = "not built yet (trainer issue #5)"
+        try:
+            self.stage("store", self.start_store)
+            self.stage("corpus", self.corpus)
+            self.stage("services", self.services)
+            self.stage("synthesis", self.synthesis)
+            self.stage("baseline eval", lambda: None, missing=not_built)
+            self.stage("training", lambda: None, missing=not_built)
+            self.stage("final eval", lambda: None, missing=not_built)
+            self.stage("serve and query", lambda: None, missing="not built yet (inference issue #6)")
+            self.stage("report", self.report)
+        except StageError as exc:
+            say(f"\nmvp run FAILED: {exc}")
+            self._try_report()
+            return 1
+        except KeyboardInterrupt:
+            say("\nmvp run interrupted; stopping everything it started")
+            return 130
+        finally:
+            self.sup.stop_all()
+        say(f"\nreport: {self.state.artifacts.get('report')}")
+        return 0
+
+    def _try_report(self) -> None:
+        if self.state.store is None:
+            return
+        try:
+            self.report()
+        except Exception:
+            log.debug("report after failure could not be written", exc_info=True)
+
+
+def run_id(config: RunConfig) -> str:
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]

@@ -1,0 +1,123 @@
+"""The main job's report: report.md and index.html with config, stage timings, synthesis
+statistics, metrics (when the training stages ran) and sample sheets."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from statistics import mean
+from typing import TYPE_CHECKING
+
+from mvp.common.storage import Storage
+from mvp.synth.sheet import render_sheet
+
+if TYPE_CHECKING:
+    from mvp.trainer.pipeline import RunState
+
+
+def chance_exact(k: int, pool: int) -> float:
+    """Probability that a uniformly random well-formed answer is the exact sequence."""
+    return 1.0 / math.perm(pool, k)
+
+
+def _samples(storage: Storage, output: str) -> list[dict]:
+    text = storage.get_bytes(f"{output}/samples.jsonl").decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 3) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = state.config
+    k, pool = config.synth.num_masked, config.synth.num_masked + config.synth.num_distractors
+    md = ["# MVP-Train run report", ""]
+    md += ["## Stages", "", "| # | stage | status | seconds | detail |", "|---|---|---|---|---|"]
+    for i, s in enumerate(state.stages, 1):
+        detail = s.detail.replace("\n", " ").replace("|", "/")[:200]
+        md.append(f"| {i} | {s.name} | {s.status} | {s.seconds:.1f} | {detail} |")
+    md += ["", "## Synthesis", ""]
+    md += [
+        f"K = {k} masked frames, pool of {pool} candidates: chance exact accuracy = "
+        f"1/{math.perm(pool, k)} = {chance_exact(k, pool):.4f}.",
+        "",
+    ]
+    md += [
+        "| split | videos ok | skipped | failed | samples | mean distractor similarity | mean distance (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    sheet_files: list[str] = []
+    for split, info in state.splits.items():
+        if "output" not in info:
+            continue
+        samples = _samples(storage, info["output"])
+        sims = [s.get("difficulty", {}).get("mean_similarity", 0.0) for s in samples]
+        dists = [s.get("difficulty", {}).get("mean_distance_s", 0.0) for s in samples]
+        md.append(
+            f"| {split} | {info.get('ok', 0)} | {info.get('skipped', 0)} | {info.get('failed', 0)} | {len(samples)} | "
+            f"{mean(sims):.3f} | {mean(dists):.2f} |"
+            if samples
+            else f"| {split} | 0 | | | 0 | | |"
+        )
+        if split == "heldout" or len(state.splits) == 1:
+            for sample in samples[:sheets]:
+                name = f"sheet_{sample['id']}.png"
+                (folder / name).write_bytes(render_sheet(sample, storage.get_bytes))
+                sheet_files.append(name)
+    metrics = state.artifacts.get("metrics_table")
+    md += ["", "## Held-out metrics", ""]
+    md += [metrics] if metrics else ["Baseline and trained evaluations did not run in this build (see stages)."]
+    md += ["", "## Sample sheets", ""]
+    md += [f"![{name}]({name})" for name in sheet_files]
+    md += ["", "## Config", "", "```json", config.model_dump_json(indent=2), "```", ""]
+    (folder / "report.md").write_text("\n".join(md))
+    (folder / "index.html").write_text(_html(md))
+    return folder / "index.html"
+
+
+def _html(md_lines: list[str]) -> str:
+    """A small, dependency-free rendering of the report's markdown subset (headings, tables,
+    images, code blocks, paragraphs)."""
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>MVP-Train report</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        "img{max-width:100%;border:1px solid #ddd;margin:6px 0}pre{background:#f6f6f6;padding:1em}</style>",
+        "</head><body>",
+    ]
+    in_code, in_table = False, False
+    for line in md_lines:
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+                out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
+            else:
+                out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("# "):
+            out.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            src = line[line.index("(") + 1 : -1]
+            out.append(f"<img src='{html.escape(src)}' alt='{html.escape(src)}'>")
+        elif line:
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
