@@ -156,3 +156,13 @@ def test_conflicting_config_and_missing_input_fail_clearly(corpus: Path, run_out
         timeout=60,
     )
     assert proc.returncode != 0 and "num_masked" in proc.stderr
+
+
+def test_huge_resolution_is_refused_with_a_reason(corpus: Path, tmp_path: Path) -> None:
+    """max_pixels guards decode memory; a 160x96 video against a 10,000-pixel limit stands in for
+    an 8K video against the default limit (same code path, without an 8K encode in the test)."""
+    proc = synth_run(corpus / "good", tmp_path / "o", "--max-pixels", "10000")
+    assert proc.returncode == 0
+    videos = json.loads((tmp_path / "o" / "summary.json").read_text())["videos"]
+    assert {v["reason_code"] for v in videos} == {"resolution_too_large"}
+    assert "160x96" in videos[0]["reason"]
