@@ -35,6 +35,7 @@ _STATUS_NAMES = {
     synthesis_pb2.VIDEO_STATUS_FAILED: "failed",
 }
 MAX_WORKER_CRASHES = 2
+_FINISHED = "\0finished"  # key in the crash ledger counting videos the workers did finish
 
 
 class CorpusError(RuntimeError):
@@ -144,12 +145,24 @@ def run_corpus(
             on_result(result, progress, False)
     log.info("corpus run", extra={"videos": len(uris), "already_done": len(uris) - len(pending), "output": output})
     crashes: dict[str, int] = {}
+    barren_pools = 0
     config_json = config.model_dump_json()
     store_dict = {k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in store}
     while pending and not (cancel and cancel.is_set()):
+        before = len(progress.results)
         pending = _run_pool(
             storage, pending, output, config, config_json, store_dict, workers, crashes, progress, on_result, cancel
         )
+        if pending and len(progress.results) == before:
+            barren_pools += 1
+            if barren_pools >= MAX_WORKER_CRASHES + 1:
+                # Not one video's fault: workers cannot run at all (memory limit, broken install).
+                raise CorpusError(
+                    f"worker processes died {barren_pools} times in a row without finishing any video; "
+                    "check memory limits and the worker logs"
+                )
+        else:
+            barren_pools = 0
     write_exports(storage, output, uris, config)
     return progress
 
@@ -185,11 +198,14 @@ def _run_pool(storage, pending, output, config, config_json, store_dict, workers
                     result = synthesis_pb2.VideoResult.FromString(future.result())
                 except BrokenProcessPool:
                     crashes[uri] = crashes.get(uri, 0) + 1
-                    if crashes[uri] >= MAX_WORKER_CRASHES:
+                    # Blame the video only once workers have shown they can finish others;
+                    # otherwise the workers themselves are broken (see the barren-pool check).
+                    if crashes[uri] >= MAX_WORKER_CRASHES and crashes.get(_FINISHED, 0) > 0:
                         result = _crashed(storage, output, uri, config)
                     else:
                         retry.append(uri)
                         continue
+                crashes[_FINISHED] = crashes.get(_FINISHED, 0) + 1
                 progress.results.append(result)
                 if on_result:
                     on_result(result, progress, True)

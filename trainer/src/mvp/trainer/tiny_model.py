@@ -47,7 +47,7 @@ TINY = {
         "num_key_value_heads": 2,
     },
     "vision": {"depth": 2, "hidden_size": 96, "intermediate_size": 192, "num_heads": 2},
-    "image_pixels": 56 * 56,  # 4x4 patches of 14 px -> 2x2 = 4 tokens per image after merging
+    "image_pixels": 112 * 112,  # a 16:9 frame becomes 84x140 px: 6x10 patches -> 15 tokens after 2x2 merging
 }
 
 

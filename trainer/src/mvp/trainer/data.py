@@ -1,0 +1,67 @@
+"""MVP samples for training and evaluation, read from the store (or a folder) as synth-service
+wrote them, with their frames decoded once and kept in memory."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from PIL import Image
+
+from mvp.common.storage import Storage
+
+
+@dataclass
+class Example:
+    id: str
+    prompt: str
+    label_json: str
+    answer: list[int]
+    num_candidates: int
+    index_base: int
+    images: list[Image.Image]
+
+    @property
+    def k(self) -> int:
+        return len(self.answer)
+
+
+def label_json(sample: dict) -> str:
+    """The label exactly as the OpenRLHF export carries it (zero-valued proto fields restored)."""
+    label = dict(sample["label"])
+    label.setdefault("index_base", 0)
+    return json.dumps(label, sort_keys=True)
+
+
+def load_examples(storage: Storage, samples_uri: str, limit: int | None = None) -> list[Example]:
+    """Reads a samples.jsonl and every frame it references (in parallel)."""
+    rows = [json.loads(x) for x in storage.get_bytes(samples_uri).decode().splitlines() if x.strip()]
+    rows = rows[:limit] if limit else rows
+    uris = [[f["uri"] for f in r.get("context_frames", []) + r.get("candidates", [])] for r in rows]
+    flat = sorted({u for group in uris for u in group})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        blobs = dict(zip(flat, pool.map(storage.get_bytes, flat), strict=True))
+    examples = []
+    for row, group in zip(rows, uris, strict=True):
+        label = row["label"]
+        examples.append(
+            Example(
+                id=row["id"],
+                prompt=row["prompt"],
+                label_json=label_json(row),
+                answer=list(label["answer"]),
+                num_candidates=int(label["num_candidates"]),
+                index_base=int(label.get("index_base", 0)),
+                images=[Image.open(io.BytesIO(blobs[u])).convert("RGB") for u in group],
+            )
+        )
+    return examples
+
+
+def random_answer(example: Example, rng: random.Random) -> str:
+    """A well-formed answer with K distinct random candidates: teaches the format, not the task."""
+    picks = rng.sample(range(example.index_base, example.index_base + example.num_candidates), example.k)
+    return "<answer>" + ", ".join(map(str, picks)) + "</answer>"

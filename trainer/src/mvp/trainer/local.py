@@ -1,0 +1,264 @@
+"""The local GRPO backend: the same loop OpenRLHF runs on clusters, in plain PyTorch on one
+machine. Rollouts are sampled with transformers ``generate``; rewards come from the running
+reward-service over gRPC; the update is ``mvp.trainer.grpo``.
+
+Checkpoints (Hugging Face folders, safetensors) go to ``output_uri``; ``latest.json`` is written
+after a checkpoint's files, so a resumed run always finds a complete one. Data order is a pure
+function of (seed, step), so a resumed run sees exactly the batches the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, Field
+
+from mvp.common.storage import Storage, join
+from mvp.trainer.data import Example, random_answer
+from mvp.trainer.grpo import group_advantages, grpo_loss
+from mvp.trainer.policy import Encoded, Policy
+
+log = logging.getLogger(__name__)
+
+
+class LocalTrainConfig(BaseModel):
+    """The local GRPO recipe. Defaults are sized for the tiny model on a 2-core CPU."""
+
+    steps: int = Field(60, ge=0, description="GRPO steps (each: prompts_per_step groups).")
+    prompts_per_step: int = Field(4, ge=1, description="Prompts (groups) per step.")
+    group_size: int = Field(8, ge=2, description="Completions per prompt (GRPO group).")
+    lr: float = Field(3e-4, gt=0, description="AdamW learning rate (high: tiny random-init model).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    kl_coef: float = Field(0.01, ge=0, description="k3 KL to the reference (the post-SFT policy).")
+    clip_eps: float = Field(0.2, gt=0, description="PPO ratio clip.")
+    ppo_epochs: int = Field(1, ge=1, description="Update passes over each batch of rollouts.")
+    max_new_tokens: int = Field(16, ge=4, description="Generation budget per completion.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    sft_steps: int = Field(60, ge=0, description="Format warm-up steps on random well-formed answers (0: none).")
+    sft_lr: float = Field(1e-3, gt=0, description="Learning rate of the format warm-up.")
+    seed: int = Field(0, ge=0, description="Seed of data order, sampling and initialisation.")
+    checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints.")
+    eval_every: int = Field(0, ge=0, description="Steps between held-out evaluations (0: only at the end).")
+
+
+@dataclass
+class StepLog:
+    step: int
+    values: dict[str, float]
+
+
+def batch_indices(n: int, per_step: int, step: int, seed: int) -> list[int]:
+    """Deterministic data order: epoch e is a seeded permutation; step s takes its slice."""
+    per_epoch = max(1, n // per_step)
+    epoch, offset = divmod(step, per_epoch)
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order[offset * per_step : (offset + 1) * per_step]
+
+
+class LocalTrainer:
+    def __init__(
+        self,
+        policy: Policy,
+        train: list[Example],
+        score: Callable[[list[str], list[str]], list],
+        config: LocalTrainConfig,
+        storage: Storage,
+        output_uri: str,
+        on_log: Callable[[StepLog], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.train = train
+        self.score = score
+        self.config = config
+        self.storage = storage
+        self.output_uri = output_uri.rstrip("/")
+        self.on_log = on_log
+        self._encoded: dict[str, Encoded] = {}
+        torch.manual_seed(config.seed)
+        self.optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.ref: torch.nn.Module | None = None
+        self.step = 0
+        self.sft_done = False
+
+    def encoded(self, ex: Example) -> Encoded:
+        if ex.id not in self._encoded:
+            self._encoded[ex.id] = self.policy.encode(ex.prompt, ex.images)
+        return self._encoded[ex.id]
+
+    # --- format warm-up ---------------------------------------------------------------------
+
+    def sft_format(self) -> dict[str, float]:
+        """Teaches the answer format with random well-formed answers (no task information)."""
+        cfg = self.config
+        rng = random.Random(cfg.seed + 17)
+        opt = torch.optim.AdamW(self.policy.model.parameters(), lr=cfg.sft_lr)
+        tok = self.policy.tokenizer
+        losses = []
+        self.policy.model.train()
+        for step in range(cfg.sft_steps):
+            opt.zero_grad()
+            total = 0.0
+            for idx in batch_indices(len(self.train), cfg.prompts_per_step, step, cfg.seed + 7):
+                ex = self.train[idx]
+                target = random_answer(ex, rng) + "<|im_end|>"
+                ids = tok(target, add_special_tokens=False, return_tensors="pt")["input_ids"]
+                logp, _ = self.policy.token_logprobs(self.encoded(ex), ids)
+                loss = -logp.mean() / cfg.prompts_per_step
+                loss.backward()
+                total += float(loss)
+            torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            losses.append(total)
+        self.sft_done = True
+        return {"sft_steps": cfg.sft_steps, "sft_final_loss": losses[-1] if losses else 0.0}
+
+    # --- GRPO -----------------------------------------------------------------------------------
+
+    def freeze_reference(self) -> None:
+        self.ref = copy.deepcopy(self.policy.model).eval()
+        for p in self.ref.parameters():
+            p.requires_grad_(False)
+
+    def grpo_step(self) -> StepLog:
+        cfg = self.config
+        model = self.policy.model
+        t0 = time.perf_counter()
+        batch = [self.train[i] for i in batch_indices(len(self.train), cfg.prompts_per_step, self.step, cfg.seed)]
+        groups = []
+        model.eval()
+        for ex in batch:
+            enc = self.encoded(ex)
+            completions = self.policy.sample(enc, cfg.group_size, cfg.max_new_tokens, cfg.temperature)
+            groups.append((ex, enc, completions, self.policy.decode(completions)))
+        t_gen = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        texts = [t for g in groups for t in g[3]]
+        labels = [g[0].label_json for g in groups for _ in g[3]]
+        results = self.score(texts, labels)
+        t_reward = time.perf_counter() - t1
+        rewards = torch.tensor([r.reward for r in results], dtype=torch.float32).view(len(groups), -1)
+        advantages = group_advantages(rewards)
+
+        t2 = time.perf_counter()
+        model.train()
+        stats = {"policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
+        active = [i for i in range(len(groups)) if advantages[i].abs().sum() > 0]
+        for _ in range(cfg.ppo_epochs):
+            self.optimizer.zero_grad()
+            for i in active:
+                _, enc, completions, _ = groups[i]
+                mask = self.policy.completion_mask(completions)
+                logp, entropy = self.policy.token_logprobs(enc, completions)
+                old = logp.detach()
+                ref_logp = None
+                if self.ref is not None and cfg.kl_coef > 0:
+                    with torch.no_grad():
+                        ref_logp, _ = self.policy.token_logprobs(enc, completions, model=self.ref)
+                out = grpo_loss(logp, old, ref_logp, advantages[i], mask, cfg.clip_eps, cfg.kl_coef)
+                (out.loss / len(active)).backward()
+                stats["policy_loss"] += out.policy_loss / len(active)
+                stats["kl"] += out.kl / len(active)
+                stats["clip_fraction"] += out.clip_fraction / len(active)
+                stats["entropy"] += float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)) / len(active)
+            if active:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+        t_update = time.perf_counter() - t2
+
+        lengths = [float(self.policy.completion_mask(g[2]).sum(1).mean()) for g in groups]
+        values = {
+            "reward": float(rewards.mean()),
+            "reward_std_in_group": float(rewards.std(dim=1, unbiased=False).mean()),
+            "format": _mean(results, "format"),
+            "selection": _mean(results, "selection"),
+            "ordering": _mean(results, "ordering"),
+            "exact": _mean(results, "exact"),
+            "parse_failed": sum(1 for r in results if r.failure_reason) / len(results),
+            "response_length": sum(lengths) / len(lengths),
+            "groups_with_signal": len(active) / len(groups),
+            **stats,
+            "time_generate_s": t_gen,
+            "time_reward_s": t_reward,
+            "time_update_s": t_update,
+            "time_step_s": time.perf_counter() - t0,
+        }
+        self.step += 1
+        entry = StepLog(self.step, values)
+        if self.on_log:
+            self.on_log(entry)
+        return entry
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def checkpoint(self) -> str:
+        """Writes step-NNNNNN/ (HF folder + trainer_state.pt), then latest.json (the commit)."""
+        name = f"step-{self.step:06d}"
+        uri = join(self.output_uri, name)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / name
+            self.policy.save(folder)
+            state = {
+                "step": self.step,
+                "sft_done": self.sft_done,
+                "optimizer": self.optimizer.state_dict(),
+                "ref": self.ref.state_dict() if self.ref is not None else None,
+                "torch_rng": torch.get_rng_state(),
+                "config": self.config.model_dump(),
+            }
+            torch.save(state, folder / "trainer_state.pt")
+            for path in sorted(folder.iterdir()):
+                self.storage.put_file(str(path), join(uri, path.name))
+        self.storage.put_bytes(
+            join(self.output_uri, "latest.json"), json.dumps({"step": self.step, "uri": uri}).encode()
+        )
+        log.info("checkpoint written", extra={"step": self.step, "uri": uri})
+        return uri
+
+    def resume(self, local_dir: Path) -> bool:
+        """Loads the latest committed checkpoint, if any. Returns whether one was found."""
+        latest = join(self.output_uri, "latest.json")
+        if not self.storage.exists(latest):
+            return False
+        info = json.loads(self.storage.get_bytes(latest))
+        folder = download_checkpoint(self.storage, info["uri"], local_dir)
+        from safetensors.torch import load_file
+
+        self.policy.model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
+        state = torch.load(folder / "trainer_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["ref"] is not None:
+            self.ref = copy.deepcopy(self.policy.model).eval()
+            self.ref.load_state_dict(state["ref"])
+            for p in self.ref.parameters():
+                p.requires_grad_(False)
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        self.sft_done = bool(state["sft_done"])
+        log.info("resumed", extra={"step": self.step, "uri": info["uri"]})
+        return True
+
+
+def download_checkpoint(storage: Storage, uri: str, local_dir: Path) -> Path:
+    folder = local_dir / uri.rstrip("/").rsplit("/", 1)[-1]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for info in storage.list(uri.rstrip("/") + "/"):
+        storage.download(info.uri, folder / info.uri.rsplit("/", 1)[-1])
+    return folder
+
+
+def _mean(results: list, name: str) -> float:
+    return sum(getattr(r.components, name) for r in results) / max(1, len(results))

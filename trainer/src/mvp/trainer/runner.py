@@ -1,0 +1,116 @@
+"""Local training and evaluation runs, as the CLI and `mvp run` use them: resolve the model,
+load samples, connect to the reward-service, train with progress, evaluate, write curves."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mvp.clients import RewardClient
+from mvp.common.settings import StoreSettings
+from mvp.common.storage import Storage, is_s3
+from mvp.trainer.curves import CurveLogger
+from mvp.trainer.data import load_examples
+from mvp.trainer.evaluate import evaluate
+from mvp.trainer.local import LocalTrainConfig, LocalTrainer, download_checkpoint
+from mvp.trainer.policy import Policy
+
+
+def resolve_model(model: str, storage: Storage, cache: Path) -> Path:
+    """'tiny' -> the built-in tiny model; s3://… -> downloaded once into cache; else a folder."""
+    if model == "tiny":
+        from mvp.trainer.tiny_model import ensure_tiny_model
+
+        return ensure_tiny_model()
+    if is_s3(model):
+        folder = cache / model.removeprefix("s3://").replace("/", "_")
+        if not (folder / "config.json").exists():
+            download_checkpoint(storage, model, cache).rename(folder)
+        return folder
+    return Path(model)
+
+
+def train_local(
+    *,
+    model: str,
+    train_samples: str,
+    eval_samples: str | None,
+    output: str,
+    logdir: Path,
+    reward_addr: str,
+    config: LocalTrainConfig,
+    store: StoreSettings,
+    resume: bool = True,
+    eval_limit: int = 64,
+    progress: bool = False,
+) -> dict:
+    torch.manual_seed(config.seed)
+    storage = Storage(store)
+    work = Path(tempfile.mkdtemp(prefix="mvp-train-"))
+    policy = Policy(resolve_model(model, storage, work))
+    train = load_examples(storage, train_samples)
+    held = load_examples(storage, eval_samples, limit=eval_limit) if eval_samples else []
+    client = RewardClient(reward_addr)
+    client.wait_healthy(timeout_s=60)
+    curves = CurveLogger(logdir)
+    trainer = LocalTrainer(
+        policy, train, client.score, config, storage, output, on_log=lambda e: curves.log(e.step, e.values)
+    )
+    summary: dict = {"train_samples": len(train), "eval_samples": len(held)}
+    resumed = resume and trainer.resume(work)
+    summary["resumed_from_step"] = trainer.step if resumed else None
+    if not trainer.sft_done:
+        if config.sft_steps:
+            summary.update(trainer.sft_format())
+        trainer.sft_done = True
+        trainer.freeze_reference()
+    if held and trainer.step == 0:
+        summary["before"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
+        curves.log(0, summary["before"], prefix="eval")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=trainer.step, desc="grpo", unit="step", file=sys.stderr)
+    t0 = time.perf_counter()
+    while trainer.step < config.steps:
+        entry = trainer.grpo_step()
+        if bar:
+            bar.update(1)
+            bar.set_postfix(reward=f"{entry.values['reward']:.3f}", exact=f"{entry.values['exact']:.2f}")
+        if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
+            trainer.checkpoint()
+        if held and config.eval_every and trainer.step % config.eval_every == 0 and trainer.step < config.steps:
+            curves.log(
+                trainer.step,
+                evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded),
+                prefix="eval",
+            )
+    if bar:
+        bar.close()
+    if config.steps == 0:
+        trainer.checkpoint()
+    summary["train_seconds"] = round(time.perf_counter() - t0, 1)
+    summary["steps"] = trainer.step
+    if held:
+        summary["after"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
+        curves.log(trainer.step, summary["after"], prefix="eval")
+    summary["curves"] = str(curves.close())
+    summary["checkpoint"] = output.rstrip("/") + f"/step-{trainer.step:06d}"
+    client.close()
+    return summary
+
+
+def evaluate_checkpoint(
+    model: str, samples: str, reward_addr: str, store: StoreSettings, limit: int | None, max_new_tokens: int = 16
+) -> dict:
+    storage = Storage(store)
+    policy = Policy(resolve_model(model, storage, Path(tempfile.mkdtemp(prefix="mvp-eval-"))))
+    examples = load_examples(storage, samples, limit=limit)
+    with RewardClient(reward_addr) as client:
+        client.wait_healthy(timeout_s=60)
+        return evaluate(policy, examples, client.score, max_new_tokens)
