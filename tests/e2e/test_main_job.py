@@ -30,18 +30,23 @@ def test_main_job_small(tmp_path: Path) -> None:
     before = mvp_pids()
     env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
     out = tmp_path / "run"
-    args = [*MVP, "run", "--videos", "4", "--video-seconds", "12", "--out", str(out)]
+    args = [*MVP, "run", "--videos", "4", "--video-seconds", "12", "--steps", "2", "--out", str(out)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== [4] synthesis" in proc.stderr
     report = (out / "report" / "report.md").read_text()
-    assert "| synthesis | ok |" in report and "chance exact accuracy" in report
+    for stage in ("synthesis", "baseline eval", "training", "final eval"):
+        assert f"| {stage} | ok |" in report, stage
+    assert "| before |" in report and "| after |" in report
+    assert (out / "report" / "curves.png").stat().st_size > 0
+    assert "chance exact accuracy" in report
     assert list((out / "report").glob("sheet_*.png"))
     assert (out / "report" / "index.html").read_text().count("<img") >= 1
     # the store was snapshotted on shutdown: corpus and samples are on disk
     store = out / "store" / "mvp"
     assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3
     assert list(store.glob("samples/*/heldout/openrlhf.jsonl"))
+    assert list(store.glob("checkpoints/*/step-000002/model.safetensors"))
     assert mvp_pids() - before == set(), "a child process survived mvp run"
 
     # a second run reuses the corpus and the samples (same content-addressed ids)
@@ -49,4 +54,5 @@ def test_main_job_small(tmp_path: Path) -> None:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "0 uploaded" in proc.stderr
+    assert "resumed from step 2" in proc.stderr  # the finished training run is not redone
     assert sorted(p.read_text() for p in store.glob("samples/*/heldout/samples.jsonl")) == first

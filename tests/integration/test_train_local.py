@@ -36,10 +36,34 @@ def samples_uri(s3_server: Proc, tmp_path_factory: pytest.TempPathFactory) -> st
 
 def train_cmd(samples: str, reward: Proc, output: str, logdir: Path) -> list[str]:
     return [
-        *MVP, "train", "--backend", "local", "--train-samples", samples, "--eval-samples", samples,
-        "--eval-limit", "4", "--output", output, "--logdir", str(logdir),
-        "--reward-addr", f"127.0.0.1:{reward.ports['grpc']}", "--steps", "4", "--checkpoint-every", "2",
-        "--sft-steps", "2", "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "8",
+        *MVP,
+        "train",
+        "--backend",
+        "local",
+        "--train-samples",
+        samples,
+        "--eval-samples",
+        samples,
+        "--eval-limit",
+        "4",
+        "--output",
+        output,
+        "--logdir",
+        str(logdir),
+        "--reward-addr",
+        f"127.0.0.1:{reward.ports['grpc']}",
+        "--steps",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--sft-steps",
+        "2",
+        "--prompts-per-step",
+        "2",
+        "--group-size",
+        "4",
+        "--max-new-tokens",
+        "8",
     ]
 
 
@@ -57,16 +81,27 @@ def test_train_checkpoint_and_resume(
 ) -> None:
     env = env_for(s3_server)
     ref_log = tmp_path / "ref"
-    proc = subprocess.run(train_cmd(samples_uri, reward_server, "s3://mvp/ck/ref", ref_log), env=env,
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    proc = subprocess.run(
+        train_cmd(samples_uri, reward_server, "s3://mvp/ck/ref", ref_log),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 4 and "before" in summary and "after" in summary
     assert 0 <= summary["after"]["chance_exact"] < 1
     storage = Storage(s3_settings)
     names = {i.uri.rsplit("/", 1)[-1] for i in storage.list("s3://mvp/ck/ref/step-000004/")}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json",
-            "trainer_state.pt"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "preprocessor_config.json",
+        "trainer_state.pt",
+    } <= names
     assert json.loads(storage.get_bytes("s3://mvp/ck/ref/latest.json"))["step"] == 4
     assert (ref_log / "curves.png").stat().st_size > 0
     assert list((ref_log / "tensorboard").glob("events.out.tfevents.*"))

@@ -117,7 +117,7 @@ class LocalTrainer:
                 logp, _ = self.policy.token_logprobs(self.encoded(ex), ids)
                 loss = -logp.mean() / cfg.prompts_per_step
                 loss.backward()
-                total += float(loss)
+                total += loss.item()
             torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), cfg.max_grad_norm)
             opt.step()
             losses.append(total)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
 from mvp.synth.config import SynthConfig
+from mvp.trainer.local import LocalTrainConfig
 from mvp.trainer.supervisor import StageError, Supervisor, free_port
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ class RunConfig(BaseModel):
     synth_addr: str | None = Field(None, description="Use this synth-service instead of starting one.")
     reward_addr: str | None = Field(None, description="Use this reward-service instead of starting one.")
     keep_serving: bool = Field(False, description="Leave the inference server running at the end.")
+    eval_limit: int = Field(32, ge=1, description="Held-out samples evaluated before and after training.")
+    train: LocalTrainConfig = Field(
+        default_factory=LocalTrainConfig, description="Local GRPO recipe (steps is overridden by --steps)."
+    )
     synth: SynthConfig = Field(
         default_factory=lambda: SynthConfig(num_frames=6, num_masked=2, num_distractors=2, samples_per_video=4),
         description="Sample synthesis config (small N, K, l keep a tiny model's context short on CPU).",
@@ -60,6 +65,7 @@ class RunState:
     synth_addr: str = ""
     reward_addr: str = ""
     splits: dict[str, dict] = field(default_factory=dict)
+    evals: dict[str, dict] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
 
 
@@ -221,6 +227,55 @@ class Pipeline:
                 parts.append(f"{split}: {final.samples_written} samples from {final.videos_ok} videos")
         return "; ".join(parts)
 
+    def _samples_uri(self, split: str) -> str:
+        return self.state.splits[split]["output"] + "/samples.jsonl"
+
+    def baseline_eval(self) -> str:
+        from mvp.trainer.runner import evaluate_checkpoint
+
+        result = evaluate_checkpoint(
+            "tiny", self._samples_uri("heldout"), self.state.reward_addr, self.state.store, self.config.eval_limit
+        )
+        self.state.evals["before"] = result
+        return _fmt_eval(result)
+
+    def training(self) -> str:
+        from mvp.trainer.runner import train_local
+
+        train_cfg = self.config.train.model_copy(update={"steps": self.config.steps, "seed": self.config.seed})
+        output = f"s3://{self.config.bucket}/checkpoints/{run_id(self.config)}"
+        summary = train_local(
+            model="tiny",
+            train_samples=self._samples_uri("train"),
+            eval_samples=None,
+            output=output,
+            logdir=self.out / "train",
+            reward_addr=self.state.reward_addr,
+            config=train_cfg,
+            store=self.state.store,
+            resume=True,
+            progress=True,
+        )
+        self.state.artifacts["checkpoint"] = summary["checkpoint"]
+        self.state.artifacts["curves"] = summary["curves"]
+        resumed = f", resumed from step {summary['resumed_from_step']}" if summary.get("resumed_from_step") else ""
+        return (
+            f"{summary['steps']} GRPO steps in {summary['train_seconds']}s{resumed}; checkpoint {summary['checkpoint']}"
+        )
+
+    def final_eval(self) -> str:
+        from mvp.trainer.runner import evaluate_checkpoint
+
+        result = evaluate_checkpoint(
+            self.state.artifacts["checkpoint"],
+            self._samples_uri("heldout"),
+            self.state.reward_addr,
+            self.state.store,
+            self.config.eval_limit,
+        )
+        self.state.evals["after"] = result
+        return _fmt_eval(result)
+
     def report(self) -> str:
         from mvp.trainer.report import write_report
 
@@ -231,15 +286,15 @@ class Pipeline:
     # --- driver -------------------------------------------------------------------------------
 
     def run(self) -> int:
-        not_built = "not built yet (trainer issue #5)"
         try:
             self.stage("store", self.start_store)
             self.stage("corpus", self.corpus)
             self.stage("services", self.services)
             self.stage("synthesis", self.synthesis)
-            self.stage("baseline eval", lambda: None, missing=not_built)
-            self.stage("training", lambda: None, missing=not_built)
-            self.stage("final eval", lambda: None, missing=not_built)
+            no_heldout = None if "heldout" in self.state.splits else "no held-out split (bring one with --input)"
+            self.stage("baseline eval", self.baseline_eval, missing=no_heldout)
+            self.stage("training", self.training)
+            self.stage("final eval", self.final_eval, missing=no_heldout)
             self.stage("serve and query", lambda: None, missing="not built yet (inference issue #6)")
             self.stage("report", self.report)
         except StageError as exc:
@@ -265,3 +320,10 @@ class Pipeline:
 
 def run_id(config: RunConfig) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+
+
+def _fmt_eval(result: dict) -> str:
+    return (
+        f"mean reward {result['mean_reward']:.3f}, exact {result['exact']:.3f} "
+        f"(chance {result['chance_exact']:.3f}), format {result['format']:.2f} on {result['samples']} samples"
+    )

@@ -64,9 +64,18 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
                 name = f"sheet_{sample['id']}.png"
                 (folder / name).write_bytes(render_sheet(sample, storage.get_bytes))
                 sheet_files.append(name)
-    metrics = state.artifacts.get("metrics_table")
     md += ["", "## Held-out metrics", ""]
-    md += [metrics] if metrics else ["Baseline and trained evaluations did not run in this build (see stages)."]
+    if state.evals:
+        keys = ("mean_reward", "exact", "selection", "ordering", "format", "chance_exact", "samples")
+        md += ["| checkpoint | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for name, result in state.evals.items():
+            md.append(f"| {name} | " + " | ".join(_num(result.get(k)) for k in keys) + " |")
+    else:
+        md += ["No held-out evaluation ran (see stages)."]
+    curves = state.artifacts.get("curves")
+    if curves and Path(curves).exists():
+        (folder / "curves.png").write_bytes(Path(curves).read_bytes())
+        md += ["", "## Training curves", "", "![curves](curves.png)"]
     md += ["", "## Sample sheets", ""]
     md += [f"![{name}]({name})" for name in sheet_files]
     md += ["", "## Config", "", "```json", config.model_dump_json(indent=2), "```", ""]
@@ -121,3 +130,7 @@ def _html(md_lines: list[str]) -> str:
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _num(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

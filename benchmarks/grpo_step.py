@@ -1,0 +1,112 @@
+"""Seconds per GRPO step of the local backend (generation, reward over gRPC, update) for the tiny
+Qwen2.5-VL at a stated batch and group size; TRL's GRPOTrainer side by side when it can run.
+
+Starts a reward-service process, synthesises a few samples, runs the format warm-up, then times
+`--steps` GRPO steps. The last line is JSON.
+
+    python benchmarks/grpo_step.py [--steps 10] [--prompts 4] [--group 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def trl_reason(model_path: Path) -> str | None:
+    """Why TRL's GRPOTrainer cannot run on the same model here (None if it could)."""
+    try:
+        import trl  # noqa: F401
+    except ImportError:
+        return "trl is not installed in this environment (it is not a project dependency)"
+    try:
+        from transformers import AutoProcessor
+
+        AutoProcessor.from_pretrained(model_path)
+    except Exception as exc:  # noqa: BLE001 - the reason is what we report
+        return (
+            "TRL's GRPOTrainer builds the model's AutoProcessor, and Qwen2.5-VL's processor needs "
+            f"torchvision, which does not load beside the CPU torch here: {type(exc).__name__}: {exc}"[:400]
+        )
+    return None
+
+
+def main() -> None:
+    import torch
+
+    from mvp.clients import RewardClient
+    from mvp.common.settings import StoreSettings
+    from mvp.common.storage import Storage
+    from mvp.synth.config import SynthConfig
+    from mvp.synth.corpus import run_corpus
+    from mvp.synth.procedural import write_corpus
+    from mvp.trainer.data import load_examples
+    from mvp.trainer.local import LocalTrainConfig, LocalTrainer
+    from mvp.trainer.policy import Policy
+    from mvp.trainer.tiny_model import ensure_tiny_model
+    from tests.procs import start_reward
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--group", type=int, default=8)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    cache = Path(__file__).resolve().parent / ".cache"
+    videos = write_corpus(cache / "grpo-videos", 6, seed=7000, seconds=20)
+    config = SynthConfig(num_frames=6, num_masked=2, num_distractors=2, samples_per_video=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "samples"
+        video_dir = Path(tmp) / "videos"
+        video_dir.mkdir()
+        for v in videos:
+            (video_dir / v.name).symlink_to(v)
+        run_corpus(StoreSettings(), str(video_dir), str(out), config, workers=2)
+        storage = Storage(StoreSettings())
+        train = load_examples(storage, str(out / "samples.jsonl"))
+        model_path = ensure_tiny_model()
+        policy = Policy(model_path)
+        params = sum(p.numel() for p in policy.model.parameters())
+        reward = start_reward(Path(tmp), "--log-level", "WARNING")
+        try:
+            client = RewardClient(f"127.0.0.1:{reward.ports['grpc']}")
+            recipe = LocalTrainConfig(
+                steps=args.steps, prompts_per_step=args.prompts, group_size=args.group, sft_steps=100
+            )
+            trainer = LocalTrainer(policy, train, client.score, recipe, storage, str(Path(tmp) / "ckpt"))
+            trainer.sft_format()
+            trainer.freeze_reference()
+            trainer.grpo_step()  # warm-up (encoding cache, allocator)
+            logs = [trainer.grpo_step().values for _ in range(args.steps)]
+        finally:
+            reward.stop()
+    step = [v["time_step_s"] for v in logs]
+    result = {
+        "bench": "grpo_step",
+        "model": "tiny-qwen2.5-vl",
+        "params": params,
+        "prompts_per_step": args.prompts,
+        "group_size": args.group,
+        "completions_per_step": args.prompts * args.group,
+        "seconds_per_step": round(statistics.median(step), 3),
+        "generate_s": round(statistics.median(v["time_generate_s"] for v in logs), 3),
+        "reward_s": round(statistics.median(v["time_reward_s"] for v in logs), 4),
+        "update_s": round(statistics.median(v["time_update_s"] for v in logs), 3),
+        "groups_with_signal": round(statistics.mean(v["groups_with_signal"] for v in logs), 3),
+        "torch_threads": torch.get_num_threads(),
+    }
+    reason = trl_reason(model_path)
+    result["trl_ratio"] = None
+    result["trl_not_run"] = reason
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
