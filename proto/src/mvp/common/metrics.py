@@ -89,38 +89,24 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        streaming = handler.unary_stream or handler.stream_stream
+        if streaming is not None:
+            # One wrapper for both streaming kinds: the first argument is a request or an iterator.
+            async def stream(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
                 started.inc()
                 t0 = time.perf_counter()
                 try:
-                    async for item in inner_us(request, context):
+                    async for item in streaming(request_or_iterator, context):
                         yield item
                 except BaseException as exc:
                     finish(t0, context, exc)
                     raise
                 finish(t0, context, None)
 
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+            make = (
+                grpc.unary_stream_rpc_method_handler
+                if handler.unary_stream is not None
+                else grpc.stream_stream_rpc_method_handler
             )
-        if handler.stream_stream is not None:
-            inner_ss = handler.stream_stream
-
-            async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                started.inc()
-                t0 = time.perf_counter()
-                try:
-                    async for item in inner_ss(requests, context):
-                        yield item
-                except BaseException as exc:
-                    finish(t0, context, exc)
-                    raise
-                finish(t0, context, None)
-
-            return grpc.stream_stream_rpc_method_handler(
-                stream_stream, handler.request_deserializer, handler.response_serializer
-            )
+            return make(stream, handler.request_deserializer, handler.response_serializer)
         return handler
