@@ -12,22 +12,23 @@ import pytest
 from tests.procs import MVP, REPO
 
 
-def mvp_pids() -> set[int]:
+def children_of_run(out: Path) -> set[int]:
+    """Processes started by the `mvp run` whose working folder is ``out`` (marked in their env)."""
+    marker = f"MVP_SUPERVISED_BY={out.resolve() / 'logs'}".encode()
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmdline = (entry / "cmdline").read_bytes()
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"mvp.cli" in cmdline and b"serve" in cmdline:
+            if marker in environ:
                 pids.add(int(entry.name))
     return pids
 
 
 @pytest.mark.slow
 def test_main_job_small(tmp_path: Path) -> None:
-    before = mvp_pids()
     env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
     out = tmp_path / "run"
     args = [*MVP, "run", "--videos", "4", "--video-seconds", "12", "--steps", "2", "--out", str(out)]
@@ -47,7 +48,7 @@ def test_main_job_small(tmp_path: Path) -> None:
     assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3
     assert list(store.glob("samples/*/heldout/openrlhf.jsonl"))
     assert list(store.glob("checkpoints/*/step-000002/model.safetensors"))
-    assert mvp_pids() - before == set(), "a child process survived mvp run"
+    assert children_of_run(out) == set(), "a child process survived mvp run"
 
     # a second run reuses the corpus and the samples (same content-addressed ids)
     first = sorted(p.read_text() for p in store.glob("samples/*/heldout/samples.jsonl"))

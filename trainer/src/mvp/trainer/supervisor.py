@@ -54,7 +54,14 @@ class Supervisor:
             [sys.executable, "-m", "mvp.cli", *args],
             stdout=handle,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "MVP_LOG_FORMAT": "text", **(env or {})},
+            # MVP_SUPERVISED_BY marks every child with its run, so leftovers can be found.
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "MVP_LOG_FORMAT": "text",
+                "MVP_SUPERVISED_BY": str(self.log_dir),
+                **(env or {}),
+            },
             start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop children in order
         )
         child = Child(name, popen, log_path)

@@ -33,6 +33,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", type=Path, default=None, help="recipe file (openrlhf backend)")
     parser.add_argument("--dry-run", action="store_true", help="openrlhf: print the command, do not submit")
+    parser.add_argument(
+        "--staging",
+        type=Path,
+        default=Path(".mvp/openrlhf-job"),
+        help="openrlhf: folder for the staged dataset (shipped to the cluster as working_dir)",
+    )
     add_settings_flags(parser, LocalTrainConfig)
     add_settings_flags(parser, StoreSettings)
     parser.set_defaults(func=_train)
@@ -40,12 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     if args.backend == "openrlhf":
-        print(
-            "mvp train --backend openrlhf: not available yet: the OpenRLHF launcher is not built "
-            "(trainer issue #5); use --backend local.",
-            file=sys.stderr,
-        )
-        return 2
+        return _openrlhf(args)
     if not args.train_samples or not args.output:
         print("mvp train: --train-samples and --output are required for the local backend", file=sys.stderr)
         return 2
@@ -65,4 +66,21 @@ def _train(args: argparse.Namespace) -> int:
         progress=True,
     )
     print(json.dumps(summary))
+    return 0
+
+
+def _openrlhf(args: argparse.Namespace) -> int:
+    from mvp.common.storage import Storage
+    from mvp.trainer.openrlhf_launch import Recipe, RecipeError, launch
+
+    if args.config is None:
+        print("mvp train --backend openrlhf: --config RECIPE.yaml is required (see trainer/recipes/)", file=sys.stderr)
+        return 2
+    try:
+        recipe = Recipe.load(args.config)
+        command = launch(recipe, Storage(settings_from_args(StoreSettings, args)), args.staging, args.dry_run)
+    except (RecipeError, ValueError) as exc:
+        print(f"mvp train --backend openrlhf: {exc}", file=sys.stderr)
+        return 2
+    print(command)
     return 0
