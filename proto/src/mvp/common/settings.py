@@ -145,3 +145,21 @@ def settings_from_args(cls: type[S], args: argparse.Namespace) -> S:
         if key.startswith("settings__") and value is not None and key.removeprefix("settings__") in cls.model_fields
     }
     return cls(**overrides)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Reads a JSON or YAML (by suffix) config file into a dict; an empty file is {}."""
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        import json
+
+        data = json.loads(text) if text.strip() else {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data

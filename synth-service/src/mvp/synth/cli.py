@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from mvp.common.settings import LoggingSettings, StoreSettings, add_settings_flags, settings_from_args
+from mvp.common.settings import (
+    LoggingSettings,
+    StoreSettings,
+    add_settings_flags,
+    load_config_file,
+    settings_from_args,
+)
 from mvp.synth.config import SynthConfig
 from mvp.synth.settings import SynthServerSettings
 
@@ -55,15 +61,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(path: Path | None, args: argparse.Namespace) -> SynthConfig:
-    values: dict = {}
-    if path is not None:
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
+    values = load_config_file(path) if path is not None else {}
     overrides = {
         k.removeprefix("settings__"): v
         for k, v in vars(args).items()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from mvp.common.storage import Storage
+from mvp.synth.corpus import label_json
 
 
 @dataclass
@@ -27,13 +28,6 @@ class Example:
     @property
     def k(self) -> int:
         return len(self.answer)
-
-
-def label_json(sample: dict) -> str:
-    """The label exactly as the OpenRLHF export carries it (zero-valued proto fields restored)."""
-    label = dict(sample["label"])
-    label.setdefault("index_base", 0)
-    return json.dumps(label, sort_keys=True)
 
 
 def load_examples(storage: Storage, samples_uri: str, limit: int | None = None) -> list[Example]:

@@ -16,9 +16,9 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from mvp.common.settings import load_config_file
 from mvp.common.storage import Storage, is_s3
 from mvp.trainer.openrlhf_args import OPENRLHF_VERSION, parser
 from mvp.trainer.policy import prompt_messages
@@ -101,7 +101,7 @@ class Recipe(_Section):
 
     @classmethod
     def load(cls, path: Path) -> Recipe:
-        return cls.model_validate(yaml.safe_load(path.read_text()))
+        return cls.model_validate(load_config_file(path))
 
 
 def build_args(recipe: Recipe, prompt_dataset: str, eval_dataset: str | None = None) -> list[str]:

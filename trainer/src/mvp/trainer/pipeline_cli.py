@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -33,15 +32,9 @@ def _run(args: argparse.Namespace) -> int:
     from mvp.trainer.pipeline import Pipeline, RunConfig
 
     configure_logging(LoggingSettings(log_format="text", log_level="WARNING"))
-    values: dict = {}
-    if args.config:
-        text = args.config.read_text()
-        if args.config.suffix in (".yaml", ".yml"):
-            import yaml
+    from mvp.common.settings import load_config_file
 
-            values = yaml.safe_load(text) or {}
-        else:
-            values = json.loads(text)
+    values = load_config_file(args.config) if args.config else {}
     for name in (
         "input",
         "videos",
