@@ -4,7 +4,9 @@ contents, and no child process left behind."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,45 @@ def test_main_job_small(tmp_path: Path) -> None:
     assert "0 uploaded" in proc.stderr
     assert "resumed from step 2" in proc.stderr  # the finished training run is not redone
     assert sorted(p.read_text() for p in store.glob("samples/*/heldout/samples.jsonl")) == first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_stops_every_child(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
+    proc = subprocess.Popen(
+        [*MVP, "run", "--videos", "4", "--video-seconds", "12", "--steps", "50", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(children_of_run(out)) < 3:  # store, synth, reward
+        time.sleep(0.2)
+    assert len(children_of_run(out)) >= 3, "services did not start"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    assert children_of_run(out) == set()
+
+
+@pytest.mark.slow
+def test_failed_stage_names_itself_and_its_logs(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
+    proc = subprocess.run(
+        [*MVP, "run", "--input", "s3://no-such-bucket/videos/", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert "stage 'synthesis' failed" in proc.stderr and "no-such-bucket" in proc.stderr
+    assert str(out / "logs") in proc.stderr
+    assert children_of_run(out) == set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -94,7 +95,7 @@ class Pipeline:
             record.status = "ok"
         except StageError as exc:
             record.status, record.detail = "failed", str(exc)
-            raise
+            raise StageError(f"stage '{name}' failed: {exc} (logs in {self.out / 'logs'})") from exc
         except Exception as exc:
             record.status, record.detail = "failed", f"{type(exc).__name__}: {exc}"
             raise StageError(f"stage '{name}' failed: {exc} (logs in {self.out / 'logs'})") from exc
@@ -286,6 +287,11 @@ class Pipeline:
     # --- driver -------------------------------------------------------------------------------
 
     def run(self) -> int:
+        def terminate(signum: int, _frame: object) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        # SIGTERM (a scheduler, `kill`) must stop the children too, exactly like Ctrl-C.
+        previous = signal.signal(signal.SIGTERM, terminate)
         try:
             self.stage("store", self.start_store)
             self.stage("corpus", self.corpus)
@@ -305,6 +311,7 @@ class Pipeline:
             say("\nmvp run interrupted; stopping everything it started")
             return 130
         finally:
+            signal.signal(signal.SIGTERM, previous)
             self.sup.stop_all()
         say(f"\nreport: {self.state.artifacts.get('report')}")
         return 0
