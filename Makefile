@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Editable installs of every component package, in dependency order.
-PACKAGES := proto[store] reward-service synth-service trainer
+PACKAGES := proto[store] reward-service synth-service trainer inference
 PKG_FILES := $(wildcard */pyproject.toml) requirements-dev.txt
 STAMP := $(VENV)/.installed
 

@@ -113,3 +113,11 @@ def start_synth(tmp: Path, s3_port: int, *extra: str) -> Proc:
     proc.ports = {"grpc": port, "metrics": metrics_port}
     wait_for(lambda: "grpc server listening" in proc.log(), 60, "synth-service", proc.popen)
     return proc
+
+
+def start_serve(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
+    port = free_port()
+    proc = start(["serve", "--port", str(port), *extra], tmp / f"serve-{port}.log", env)
+    proc.ports = {"http": port}
+    wait_for(lambda: port_open(port), 120, "mvp serve", proc.popen)
+    return proc

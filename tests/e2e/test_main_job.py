@@ -38,9 +38,10 @@ def test_main_job_small(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== [4] synthesis" in proc.stderr
     report = (out / "report" / "report.md").read_text()
-    for stage in ("synthesis", "baseline eval", "training", "final eval"):
+    for stage in ("synthesis", "baseline eval", "training", "final eval", "serve and query"):
         assert f"| {stage} | ok |" in report, stage
     assert "| before |" in report and "| after |" in report
+    assert "## Served model" in report
     assert (out / "report" / "curves.png").stat().st_size > 0
     assert "chance exact accuracy" in report
     assert list((out / "report").glob("sheet_*.png"))

@@ -219,6 +219,17 @@ def test_metrics_endpoint(reward_server: Proc) -> None:
     assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Score",grpc_service="mvp.v1.RewardService"}' in text
 
 
+def test_reward_metrics_pass_promtool(reward_server: Proc) -> None:
+    import shutil
+
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed (make test installs it)")
+    url = f"http://127.0.0.1:{reward_server.ports['metrics']}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_bearer_token(session_tmp: Path) -> None:
     proc = start_reward(session_tmp, env={"MVP_REWARD_AUTH_TOKEN": "s3cret"})
     try:

@@ -11,9 +11,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
 
 log = logging.getLogger(__name__)
+# `*_created` series double the exposition size and no dashboard of ours uses them.
+disable_created_metrics()
 
 GRPC_STARTED = Counter("grpc_server_started_total", "RPCs started on the server.", ["grpc_service", "grpc_method"])
 GRPC_HANDLED = Counter(

@@ -8,6 +8,7 @@ and skipped; the run still succeeds so every existing stage is exercised end to 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import signal
 import sys
@@ -67,6 +68,7 @@ class RunState:
     reward_addr: str = ""
     splits: dict[str, dict] = field(default_factory=dict)
     evals: dict[str, dict] = field(default_factory=dict)
+    served: dict = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
 
 
@@ -277,6 +279,59 @@ class Pipeline:
         self.state.evals["after"] = result
         return _fmt_eval(result)
 
+    def serve_and_query(self) -> str:
+        """Serves the trained checkpoint, asks it one held-out sample through the OpenAI API with
+        the official client, and scores the answer through the reward-service."""
+        import openai
+
+        from mvp.clients import RewardClient
+        from mvp.common.storage import Storage
+        from mvp.synth.corpus import label_json
+        from mvp.trainer.policy import IMAGE_PLACEHOLDER
+
+        port = free_port()
+        args = [
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            self.state.artifacts["checkpoint"],
+            "--allowed-buckets",
+            self.config.bucket,
+            "--reward-addr",
+            self.state.reward_addr,
+        ]
+        env = {"MVP_S3_ENDPOINT": self.state.store.endpoint or ""}
+        child = self.sup.start("inference", args, env, detached=self.config.keep_serving)
+        base = f"http://127.0.0.1:{port}"
+        self.sup.wait_ready(child, lambda: _http_ok(f"{base}/health"), 180)
+        split = "heldout" if "heldout" in self.state.splits else "train"
+        line = Storage(self.state.store).get_bytes(self._samples_uri(split)).decode().splitlines()[0]
+        sample = json.loads(line)
+        frames = [f["uri"] for f in sample["context_frames"] + sample["candidates"]]
+        content: list[dict] = []
+        for i, chunk in enumerate(sample["prompt"].split(IMAGE_PLACEHOLDER)):
+            if i:
+                content.append({"type": "image_url", "image_url": {"url": frames[i - 1]}})
+            if chunk:
+                content.append({"type": "text", "text": chunk})
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=2)
+        reply = client.chat.completions.create(
+            model="mvp-tiny", messages=[{"role": "user", "content": content}], max_tokens=32, temperature=0
+        )
+        answer = reply.choices[0].message.content or ""
+        with RewardClient(self.state.reward_addr) as rc:
+            (scored,) = rc.score([answer], [label_json(sample)])
+        self.state.served = {
+            "sample_id": sample["id"],
+            "answer": answer,
+            "reward": scored.reward,
+            "ground_truth": sample["label"]["answer"],
+            "url": base,
+        }
+        kept = f"; still serving at {base}/v1 (pid {child.popen.pid})" if self.config.keep_serving else ""
+        return f"sample {sample['id']}: answered {answer!r}, reward {scored.reward:.3f}{kept}"
+
     def report(self) -> str:
         from mvp.trainer.report import write_report
 
@@ -301,7 +356,7 @@ class Pipeline:
             self.stage("baseline eval", self.baseline_eval, missing=no_heldout)
             self.stage("training", self.training)
             self.stage("final eval", self.final_eval, missing=no_heldout)
-            self.stage("serve and query", lambda: None, missing="not built yet (inference issue #6)")
+            self.stage("serve and query", self.serve_and_query)
             self.stage("report", self.report)
         except StageError as exc:
             say(f"\nmvp run FAILED: {exc}")
@@ -334,3 +389,9 @@ def _fmt_eval(result: dict) -> str:
         f"mean reward {result['mean_reward']:.3f}, exact {result['exact']:.3f} "
         f"(chance {result['chance_exact']:.3f}), format {result['format']:.2f} on {result['samples']} samples"
     )
+
+
+def _http_ok(url: str) -> bool:
+    import httpx
+
+    return httpx.get(url, timeout=2).status_code == 200

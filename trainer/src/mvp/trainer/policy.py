@@ -67,7 +67,15 @@ class Policy:
     def encode(self, prompt: str, images: list[Image.Image]) -> Encoded:
         if prompt.count(IMAGE_PLACEHOLDER) != len(images):
             raise ValueError(f"prompt has {prompt.count(IMAGE_PLACEHOLDER)} <image> slots for {len(images)} images")
-        text = self.tokenizer.apply_chat_template(prompt_messages(prompt), tokenize=False, add_generation_prompt=True)
+        return self.encode_messages(prompt_messages(prompt), images)
+
+    def encode_messages(self, messages: list[dict], images: list[Image.Image]) -> Encoded:
+        """Chat messages whose content parts include ``{"type": "image"}`` (one per image, in
+        order), with the generation prompt for the assistant's turn appended."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if not images:
+            ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+            return Encoded(ids, torch.zeros(0, 1176), torch.zeros(0, 3, dtype=torch.long))
         vision = self.image_processor(images=images, return_tensors="pt")
         grid = vision["image_grid_thw"]
         pads = iter(int(g.prod()) // (self.merge**2) for g in grid)

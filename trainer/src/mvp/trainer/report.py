@@ -76,6 +76,15 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
     if curves and Path(curves).exists():
         (folder / "curves.png").write_bytes(Path(curves).read_bytes())
         md += ["", "## Training curves", "", "![curves](curves.png)"]
+    if state.served:
+        s = state.served
+        md += [
+            "",
+            "## Served model",
+            "",
+            f"Sample `{s['sample_id']}` sent through the OpenAI-compatible API ({s['url']}/v1/chat/completions): "
+            f"answer `{s['answer']}`, ground truth {s['ground_truth']}, reward {s['reward']:.3f}.",
+        ]
     md += ["", "## Sample sheets", ""]
     md += [f"![{name}]({name})" for name in sheet_files]
     md += ["", "## Config", "", "```json", config.model_dump_json(indent=2), "```", ""]

@@ -47,7 +47,8 @@ class Supervisor:
         self.children: list[Child] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None, detached: bool = False) -> Child:
+        """Starts ``mvp ARGS``; a detached child is not stopped at exit (``--keep-serving``)."""
         log_path = self.log_dir / f"{name}.log"
         handle = log_path.open("wb")  # one run, one log: readiness checks read it
         popen = subprocess.Popen(
@@ -65,7 +66,8 @@ class Supervisor:
             start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop children in order
         )
         child = Child(name, popen, log_path)
-        self.children.append(child)
+        if not detached:
+            self.children.append(child)
         return child
 
     def wait_ready(self, child: Child, ready: Callable[[], bool], timeout: float) -> None:

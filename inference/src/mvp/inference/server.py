@@ -1,0 +1,355 @@
+"""The OpenAI-compatible HTTP API: /v1/chat/completions (plain and SSE streaming), /v1/models,
+/v1/mvp/predict, /health, /metrics. Errors are OpenAI error objects; a bad request never takes the
+server down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+
+from mvp.common.storage import Storage
+from mvp.inference import metrics
+from mvp.inference.engine import GenRequest, TransformersEngine
+from mvp.inference.media import MediaError, MediaFetcher
+from mvp.inference.settings import ServeSettings
+from mvp.trainer.policy import Policy
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+
+    def response(self) -> JSONResponse:
+        body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+        return JSONResponse(body, status_code=self.status)
+
+
+class ChatRequest(BaseModel):
+    model: str
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    n: int = Field(1, ge=1, le=16)
+    stream: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = None
+
+
+class PredictRequest(BaseModel):
+    sample: dict[str, Any] = Field(description="An mvp.v1.Sample as JSON, as synth-service writes it.")
+    max_tokens: int = Field(32, ge=1)
+
+
+class App:
+    """State of one server process: the policy, the engine, media fetching and settings."""
+
+    def __init__(self, settings: ServeSettings, policy: Policy, storage: Storage) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.name = settings.served_model_name
+        self.engine = TransformersEngine(policy, self.name, settings.max_batch_size, settings.batch_wait_ms)
+        self.media = MediaFetcher(settings, storage)
+        self.created = int(time.time())
+
+    async def build_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[dict], list]:
+        """OpenAI messages -> chat-template messages with image parts, plus the images in order."""
+        out, images = [], []
+        for i, message in enumerate(messages):
+            role, content = message.get("role"), message.get("content")
+            if role not in ("system", "user", "assistant"):
+                raise ApiError(400, f"messages[{i}].role must be system, user or assistant", param="messages")
+            if isinstance(content, str):
+                out.append({"role": role, "content": content})
+                continue
+            if not isinstance(content, list):
+                raise ApiError(400, f"messages[{i}].content must be a string or a list of parts", param="messages")
+            parts = []
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                where = f"messages[{i}].content[{j}]"
+                try:
+                    if kind == "text" and isinstance(part.get("text"), str):
+                        parts.append({"type": "text", "text": part["text"]})
+                    elif kind == "image_url":
+                        images.append(await self.media.image(_url_of(part, "image_url", where)))
+                        parts.append({"type": "image"})
+                    elif kind == "video_url":
+                        for frame in await self.media.video_frames(_url_of(part, "video_url", where)):
+                            images.append(frame)
+                            parts.append({"type": "image"})
+                    else:
+                        raise ApiError(400, f"{where}: unsupported or malformed content part", param="messages")
+                except MediaError as exc:
+                    raise ApiError(400, f"{where}: {exc}", param="messages") from None
+                if len(images) > self.settings.max_images:
+                    raise ApiError(400, f"more than max_images={self.settings.max_images} images", param="messages")
+            out.append({"role": role, "content": parts})
+        return out, images
+
+    async def generate(self, body: ChatRequest) -> GenRequest:
+        if body.model != self.name:
+            raise ApiError(
+                404,
+                f"The model `{body.model}` does not exist.",
+                kind="NotFoundError",
+                param="model",
+                code="model_not_found",
+            )
+        max_tokens = body.max_completion_tokens or body.max_tokens or 64
+        if max_tokens > self.settings.max_tokens_limit:
+            raise ApiError(
+                400, f"max_tokens {max_tokens} exceeds the limit {self.settings.max_tokens_limit}", param="max_tokens"
+            )
+        if body.n * 1 > self.settings.max_batch_size:
+            raise ApiError(400, f"n={body.n} exceeds max_batch_size={self.settings.max_batch_size}", param="n")
+        messages, images = await self.build_prompt(body.messages)
+        enc = await asyncio.to_thread(self.policy.encode_messages, messages, images)
+        if len(enc.input_ids) > self.settings.max_prompt_tokens:
+            raise ApiError(
+                400,
+                f"the prompt has {len(enc.input_ids)} tokens; the limit is {self.settings.max_prompt_tokens}",
+                param="messages",
+                code="context_length_exceeded",
+            )
+        request = GenRequest(
+            enc=enc,
+            n=body.n,
+            max_tokens=max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            loop=asyncio.get_running_loop(),
+        )
+        self.engine.submit(request)
+        return request
+
+
+def _url_of(part: dict, key: str, where: str) -> str:
+    value = part.get(key)
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str) or not url:
+        raise ApiError(400, f"{where}: {key}.url is required", param="messages")
+    return url
+
+
+def _cut(text: str, stops: list[str]) -> tuple[str, bool]:
+    cuts = [text.find(s) for s in stops if s and s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def create_app(state: App) -> FastAPI:
+    app = FastAPI(title="MVP-Train inference", docs_url=None, redoc_url=None)
+    tok = state.policy.tokenizer
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(x) for x in first.get("loc", [])[1:]) or None
+        return ApiError(400, f"invalid request: {first.get('msg', 'malformed body')}", param=param).response()
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size and int(size) > state.settings.max_request_mb * 1024 * 1024:
+            return ApiError(413, f"request body over {state.settings.max_request_mb} MiB").response()
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": state.name}
+
+    @app.get("/metrics")
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": state.name,
+                    "object": "model",
+                    "created": state.created,
+                    "owned_by": "mvp-train",
+                    "root": str(state.policy.path),
+                }
+            ],
+        }
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(body: ChatRequest) -> JSONResponse | StreamingResponse:
+        started = time.perf_counter()
+        request = await state.generate(body)
+        stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        if body.stream:
+            return StreamingResponse(_stream(state, request, body, stops, cid, started), media_type="text/event-stream")
+        results = await _final(request)
+        choices, completion_tokens = [], 0
+        for index, (tokens, finished) in enumerate(results):
+            text, stopped = _cut(tok.decode(tokens, skip_special_tokens=False), stops)
+            finished = "stop" if stopped else finished
+            completion_tokens += len(tokens)
+            metrics.SUCCESS.labels(state.name, finished).inc()
+            choices.append(
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finished,
+                    "logprobs": None,
+                }
+            )
+        metrics.E2E.labels(state.name).observe(time.perf_counter() - started)
+        prompt_tokens = len(request.enc.input_ids)
+        return JSONResponse(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": state.name,
+                "choices": choices,
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            }
+        )
+
+    @app.post("/v1/mvp/predict")
+    async def predict(body: PredictRequest) -> dict:
+        return await _predict(state, body)
+
+    return app
+
+
+async def _final(request: GenRequest) -> list[tuple[list[int], str]]:
+    while True:
+        event = await request.events.get()
+        if event[0] == "done":
+            return event[1]
+        if event[0] == "error":
+            raise ApiError(500, event[1], kind="internal_error")
+
+
+async def _stream(
+    state: App, request: GenRequest, body: ChatRequest, stops: list[str], cid: str, started: float
+) -> AsyncIterator[str]:
+    tok = state.policy.tokenizer
+    created = int(time.time())
+    tokens: list[list[int]] = [[] for _ in range(body.n)]
+    sent = ["" for _ in range(body.n)]
+    stopped = [False] * body.n
+
+    def chunk(index: int, delta: dict, finish: str | None = None) -> str:
+        payload = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": state.name,
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return f"data: {json.dumps(payload)}\n\n"
+
+    for index in range(body.n):
+        yield chunk(index, {"role": "assistant", "content": ""})
+    while True:
+        event = await request.events.get()
+        if event[0] == "token":
+            _, index, token = event
+            if stopped[index]:
+                continue
+            tokens[index].append(token)
+            text, cut = _cut(tok.decode(tokens[index], skip_special_tokens=False), stops)
+            if text.endswith("\ufffd") and not cut:
+                continue  # an incomplete UTF-8 sequence: wait for the rest
+            if len(text) > len(sent[index]):
+                yield chunk(index, {"content": text[len(sent[index]) :]})
+                sent[index] = text
+            stopped[index] = cut
+        elif event[0] == "done":
+            for index, (_, finished) in enumerate(event[1]):
+                reason = "stop" if stopped[index] else finished
+                metrics.SUCCESS.labels(state.name, reason).inc()
+                yield chunk(index, {}, reason)
+            metrics.E2E.labels(state.name).observe(time.perf_counter() - started)
+            yield "data: [DONE]\n\n"
+            return
+        else:
+            yield f"data: {json.dumps({'error': {'message': event[1], 'type': 'internal_error'}})}\n\n"
+            return
+
+
+async def _predict(state: App, body: PredictRequest) -> dict:
+    """Answers an MVP sample (prompt with <image> slots + its frames) greedily, parses the answer
+    with the reward library, and scores it through the reward-service when one is configured."""
+    from mvp.reward.core import Label, parse_answer
+    from mvp.synth.corpus import label_json
+    from mvp.trainer.policy import IMAGE_PLACEHOLDER, prompt_messages
+
+    sample = body.sample
+    try:
+        frames = [f["uri"] for f in sample.get("context_frames", []) + sample.get("candidates", [])]
+        prompt = sample["prompt"]
+        label = Label.from_json(label_json(sample))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApiError(400, f"sample is not an mvp.v1.Sample: {exc}", param="sample") from None
+    if prompt.count(IMAGE_PLACEHOLDER) != len(frames):
+        raise ApiError(400, "the sample's prompt and frames disagree in number", param="sample")
+    try:
+        images = [await state.media.image(uri) for uri in frames]
+    except MediaError as exc:
+        raise ApiError(400, f"sample frame: {exc}", param="sample") from None
+    enc = await asyncio.to_thread(state.policy.encode_messages, prompt_messages(prompt), images)
+    request = GenRequest(
+        enc=enc, n=1, max_tokens=body.max_tokens, temperature=0.0, top_p=1.0, seed=0, loop=asyncio.get_running_loop()
+    )
+    state.engine.submit(request)
+    ((tokens, _),) = await _final(request)
+    completion = state.policy.tokenizer.decode(tokens, skip_special_tokens=False)
+    parsed = parse_answer(completion, len(label.answer), label.num_candidates, label.index_base)
+    result: dict[str, Any] = {
+        "sample_id": sample.get("id"),
+        "completion": completion,
+        "answer": parsed.indices if not parsed.failure_reason else None,
+        "failure_reason": parsed.failure_reason or None,
+        "ground_truth": list(label.answer),
+    }
+    if state.settings.reward_addr:
+        from mvp.clients import RewardClient
+
+        with RewardClient(state.settings.reward_addr) as client:
+            (scored,) = await asyncio.to_thread(client.score, [completion], [label_json(sample)])
+        result["reward"] = scored.reward
+        result["components"] = {
+            f: getattr(scored.components, f) for f in ("format", "selection", "ordering", "exact", "soft")
+        }
+    return result

@@ -1,0 +1,37 @@
+"""Settings of `mvp serve` (environment prefix ``MVP_SERVE_``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MVP_SERVE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to bind (0.0.0.0 in containers).")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port of the OpenAI-compatible API.")
+    model: str | None = Field(None, description="Checkpoint folder or s3:// URI; unset: the built-in tiny model.")
+    served_model_name: str = Field("mvp-tiny", description="The model id clients send and /v1/models lists.")
+    backend: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="auto: vLLM when a GPU and vLLM are present, else transformers."
+    )
+    max_batch_size: int = Field(8, ge=1, description="Sequences generated together (requests x n).")
+    batch_wait_ms: float = Field(5.0, ge=0, description="How long the batcher waits for more requests.")
+    max_images: int = Field(32, ge=1, description="Images (frames) per request.")
+    max_prompt_tokens: int = Field(4096, ge=16, description="Longest prompt, in tokens.")
+    max_tokens_limit: int = Field(512, ge=1, description="Largest max_tokens a request may ask for.")
+    max_request_mb: int = Field(32, ge=1, description="Largest request body, MiB.")
+    media_timeout_s: float = Field(10.0, gt=0, description="Deadline to fetch one image or video URL.")
+    max_media_mb: int = Field(64, ge=1, description="Largest image or video fetched, MiB.")
+    allowed_media_hosts: str = Field(
+        "", description="Comma-separated hosts that http(s) image/video URLs may point at (empty: none)."
+    )
+    allowed_buckets: str = Field(
+        "mvp", description="Comma-separated buckets that s3:// image/video URLs may read (empty: none)."
+    )
+    video_fps: float = Field(1.0, gt=0, le=30, description="Frames per second sampled from video_url parts.")
+    video_max_frames: int = Field(16, ge=1, description="Most frames taken from one video.")
+    reward_addr: str | None = Field(None, description="reward-service host:port, to score /v1/mvp/predict answers.")
