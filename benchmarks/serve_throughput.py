@@ -1,0 +1,129 @@
+"""Serving throughput: N concurrent OpenAI clients against `mvp serve` (transformers backend, tiny
+model) vs. plain `model.generate` called sequentially in-process on the same prompts.
+
+Prints requests/s, generated tokens/s, p50/p99 latency and time to first token (streaming), and the
+ratio server / sequential; the last line is JSON.
+
+    python benchmarks/serve_throughput.py [--clients 8] [--requests 64] [--max-tokens 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def image_url(seed: int) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (224, 126), ((seed * 37) % 255, (seed * 91) % 255, 120)).save(buf, format="JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def messages(i: int) -> list[dict]:
+    parts = [{"type": "text", "text": f"Frames of video {i}. Which comes next?"}]
+    parts += [{"type": "image_url", "image_url": {"url": image_url(i * 4 + k)}} for k in range(4)]
+    return [{"role": "user", "content": parts}]
+
+
+def main() -> None:
+    import openai
+    import torch
+    from PIL import Image
+
+    from mvp.trainer.policy import Policy
+    from mvp.trainer.tiny_model import ensure_tiny_model
+    from tests.procs import start_serve
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    args = parser.parse_args()
+
+    # reference: the same prompts through model.generate, one at a time, in this process
+    policy = Policy(ensure_tiny_model())
+    encs = []
+    for i in range(args.requests):
+        images = [
+            Image.open(io.BytesIO(base64.b64decode(image_url(i * 4 + k).split(",", 1)[1]))).convert("RGB")
+            for k in range(4)
+        ]
+        msgs = messages(i)
+        msgs[0]["content"] = [p if p["type"] == "text" else {"type": "image"} for p in msgs[0]["content"]]
+        encs.append(policy.encode_messages(msgs, images))
+    t0 = time.perf_counter()
+    ref_tokens = 0
+    for enc in encs:
+        torch.manual_seed(0)
+        out = policy.sample(enc, 1, args.max_tokens, 1.0)
+        ref_tokens += int(policy.completion_mask(out).sum())
+    ref_s = time.perf_counter() - t0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_serve(
+            Path(tmp), "--max-batch-size", str(args.clients), "--batch-wait-ms", "10", "--log-level", "WARNING"
+        )
+        try:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.ports['http']}/v1", api_key="x")
+            client.chat.completions.create(model="mvp-tiny", messages=messages(0), max_tokens=4)  # warm-up
+
+            def one(i: int) -> tuple[float, float, int]:
+                start = time.perf_counter()
+                first = None
+                tokens = 0
+                stream = client.chat.completions.create(
+                    model="mvp-tiny",
+                    messages=messages(i),
+                    max_tokens=args.max_tokens,
+                    stream=True,
+                    stream_options=None,
+                )
+                for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        first = first or time.perf_counter()
+                        tokens += 1
+                end = time.perf_counter()
+                return end - start, (first or end) - start, tokens
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                results = list(pool.map(one, range(args.requests)))
+            wall = time.perf_counter() - t0
+        finally:
+            server.stop()
+    latencies = sorted(r[0] for r in results)
+    ttft = sorted(r[1] for r in results)
+    usage_tokens = sum(r[2] for r in results)
+    result = {
+        "bench": "serve",
+        "backend": "transformers",
+        "clients": args.clients,
+        "requests": args.requests,
+        "max_tokens": args.max_tokens,
+        "requests_per_s": round(args.requests / wall, 2),
+        "stream_chunks_per_s": round(usage_tokens / wall, 1),
+        "p50_latency_s": round(statistics.median(latencies), 3),
+        "p99_latency_s": round(latencies[int(0.99 * (len(latencies) - 1))], 3),
+        "p50_ttft_s": round(statistics.median(ttft), 3),
+        "sequential_generate_requests_per_s": round(args.requests / ref_s, 2),
+        "sequential_generate_tokens_per_s": round(ref_tokens / ref_s, 1),
+        "ratio_vs_sequential_generate": round((args.requests / wall) / (args.requests / ref_s), 3),
+        "vllm": "not run: no vLLM backend yet (see docs/inference.md)",
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
