@@ -37,6 +37,7 @@ def test_main_job_small(tmp_path: Path) -> None:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== [4] synthesis" in proc.stderr
+    assert "chance exact =" in proc.stderr and "  after " in proc.stderr  # the before/after table
     report = (out / "report" / "report.md").read_text()
     for stage in ("synthesis", "baseline eval", "training", "final eval", "serve and query"):
         assert f"| {stage} | ok |" in report, stage

@@ -368,8 +368,20 @@ class Pipeline:
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.sup.stop_all()
+        self._print_table()
         say(f"\nreport: {self.state.artifacts.get('report')}")
         return 0
+
+    def _print_table(self) -> None:
+        """The before/after held-out table, on the console."""
+        if not self.state.evals:
+            return
+        keys = ("mean_reward", "exact", "selection", "ordering", "format")
+        chance = next(iter(self.state.evals.values()))["chance_exact"]
+        say(f"\nheld-out ({next(iter(self.state.evals.values()))['samples']} samples; chance exact = {chance:.3f})")
+        say(f"  {'checkpoint':<10}" + "".join(f"{k:>13}" for k in keys))
+        for name, result in self.state.evals.items():
+            say(f"  {name:<10}" + "".join(f"{result[k]:>13.3f}" for k in keys))
 
     def _try_report(self) -> None:
         if self.state.store is None:
