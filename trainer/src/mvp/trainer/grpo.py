@@ -55,10 +55,11 @@ def grpo_loss(
     per_token = per_token + kl_coef * kl
     denom = mask.sum().clamp(min=1)
     loss = (per_token * mask).sum() / denom
-    clipped = ((ratio - 1).abs() > clip_eps).float()
-    return LossOutput(
-        loss=loss,
-        policy_loss=float(((-torch.min(surr1, surr2)) * mask).sum() / denom),
-        kl=float((kl * mask).sum() / denom),
-        clip_fraction=float((clipped * mask).sum() / denom),
-    )
+    with torch.no_grad():
+        clipped = ((ratio - 1).abs() > clip_eps).float()
+        return LossOutput(
+            loss=loss,
+            policy_loss=float(((-torch.min(surr1, surr2)) * mask).sum() / denom),
+            kl=float((kl * mask).sum() / denom),
+            clip_fraction=float((clipped * mask).sum() / denom),
+        )
