@@ -91,6 +91,7 @@ class Pipeline:
             record.status, record.detail = "skipped", missing
             say(f"   skipped: {missing}")
             return
+        record.status = "running"
         t0 = time.perf_counter()
         try:
             record.detail = func() or ""

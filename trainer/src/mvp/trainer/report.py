@@ -35,6 +35,8 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
     md += ["## Stages", "", "| # | stage | status | seconds | detail |", "|---|---|---|---|---|"]
     for i, s in enumerate(state.stages, 1):
         detail = s.detail.replace("\n", " ").replace("|", "/")[:200]
+        if s.status == "running" and s.name == "report":
+            detail = detail or "writing this report"
         md.append(f"| {i} | {s.name} | {s.status} | {s.seconds:.1f} | {detail} |")
     md += ["", "## Synthesis", ""]
     md += [
@@ -62,7 +64,7 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
         if split == "heldout" or len(state.splits) == 1:
             for sample in samples[:sheets]:
                 name = f"sheet_{sample['id']}.png"
-                (folder / name).write_bytes(render_sheet(sample, storage.get_bytes))
+                (folder / name).write_bytes(render_sheet(sample, storage.get_bytes, _served_answer(state, sample)))
                 sheet_files.append(name)
     md += ["", "## Held-out metrics", ""]
     if state.evals:
@@ -143,3 +145,15 @@ def _html(md_lines: list[str]) -> str:
 
 def _num(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _served_answer(state: RunState, sample: dict) -> list[int] | None:
+    """The served model's parsed answer for ``sample``, to mark on its sheet (None if not served)."""
+    served = state.served
+    if not served or served.get("sample_id") != sample["id"]:
+        return None
+    from mvp.reward.core import parse_answer
+
+    label = sample["label"]
+    parsed = parse_answer(served["answer"], len(label["answer"]), label["num_candidates"], label.get("index_base", 0))
+    return parsed.indices or None
