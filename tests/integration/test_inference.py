@@ -232,3 +232,51 @@ def test_mvp_predict(server: Proc, s3_settings: StoreSettings) -> None:
     result = json.loads(urllib.request.urlopen(request, timeout=60).read())
     assert result["sample_id"] == "s1" and result["ground_truth"] == [2]
     assert result["answer"] is not None or result["failure_reason"]
+
+
+def test_a_real_prometheus_scrapes_the_server(server: Proc, tmp_path: Path) -> None:
+    """A Prometheus server (Debian's, installed with promtool) scrapes /metrics once and can
+    query the vLLM-named series."""
+    import time
+
+    from tests.procs import free_port, port_open, wait_for
+
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus not installed (make test installs it)")
+    client(server).chat.completions.create(model="mvp-tiny", max_tokens=4, messages=[{"role": "user", "content": "x"}])
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: mvp-serve\n    static_configs: [{{targets: ['127.0.0.1:{server.ports['http']}']}}]\n"
+    )
+    prom = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: port_open(port), 60, "prometheus", prom)
+        query = f"http://127.0.0.1:{port}/api/v1/query?query=vllm:generation_tokens_total"
+
+        def scraped() -> bool:
+            body = json.loads(urllib.request.urlopen(query, timeout=5).read())
+            return bool(body["data"]["result"])
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not scraped():
+            time.sleep(0.5)
+        body = json.loads(urllib.request.urlopen(query, timeout=5).read())
+        (series,) = body["data"]["result"]
+        assert series["metric"]["model_name"] == "mvp-tiny" and float(series["value"][1]) > 0
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/targets", timeout=5).read())
+        assert targets["data"]["activeTargets"][0]["health"] == "up"
+    finally:
+        prom.terminate()
+        prom.wait(30)

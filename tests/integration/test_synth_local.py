@@ -166,3 +166,14 @@ def test_huge_resolution_is_refused_with_a_reason(corpus: Path, tmp_path: Path) 
     videos = json.loads((tmp_path / "o" / "summary.json").read_text())["videos"]
     assert {v["reason_code"] for v in videos} == {"resolution_too_large"}
     assert "160x96" in videos[0]["reason"]
+
+
+def test_exports_load_with_hugging_face_datasets(run_out: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    samples = datasets.load_dataset("json", data_files=str(run_out / "samples.jsonl"), split="train")
+    rows = datasets.load_dataset("json", data_files=str(run_out / "openrlhf.jsonl"), split="train")
+    total = json.loads((run_out / "summary.json").read_text())["totals"]["samples"]
+    assert len(samples) == len(rows) == total
+    assert {"id", "prompt", "label", "candidates", "context_frames"} <= set(samples.column_names)
+    assert set(rows.column_names) >= {"prompt", "label", "images"}
+    assert json.loads(rows[0]["label"])["answer"] == samples[0]["label"]["answer"]
