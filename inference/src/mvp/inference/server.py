@@ -123,7 +123,7 @@ class App:
             raise ApiError(
                 400, f"max_tokens {max_tokens} exceeds the limit {self.settings.max_tokens_limit}", param="max_tokens"
             )
-        if body.n * 1 > self.settings.max_batch_size:
+        if body.n > self.settings.max_batch_size:
             raise ApiError(400, f"n={body.n} exceeds max_batch_size={self.settings.max_batch_size}", param="n")
         messages, images = await self.build_prompt(body.messages)
         enc = await asyncio.to_thread(self.policy.encode_messages, messages, images)

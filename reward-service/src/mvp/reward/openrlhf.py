@@ -8,7 +8,7 @@ response with special tokens kept, and expects ``{"rewards": [...], "scores": [.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mvp.reward.core import RewardResult
 
@@ -37,19 +37,21 @@ def response_from_query(query: str, prompt: str | None = None) -> str:
     return response
 
 
-def to_openrlhf(results: Sequence[RewardResult]) -> dict[str, object]:
+COMPONENTS = ("format", "selection", "ordering", "exact", "soft")
+
+
+def openrlhf_payload(
+    rewards: Sequence[float], components: Sequence[Mapping[str, float]], failed: Sequence[bool]
+) -> dict[str, object]:
     """OpenRLHF's response shape: rewards (for the advantage), scores (for dynamic filtering) and
     extra_logs (one list per logged quantity, averaged by OpenRLHF into its training logs)."""
-    rewards = [r.reward for r in results]
-    return {
-        "rewards": rewards,
-        "scores": rewards,
-        "extra_logs": {
-            "mvp_format": [r.format for r in results],
-            "mvp_selection": [r.selection for r in results],
-            "mvp_ordering": [r.ordering for r in results],
-            "mvp_exact": [r.exact for r in results],
-            "mvp_soft": [r.soft for r in results],
-            "mvp_parse_failed": [1.0 if r.failure_reason else 0.0 for r in results],
-        },
-    }
+    extra = {f"mvp_{name}": [c[name] for c in components] for name in COMPONENTS}
+    extra["mvp_parse_failed"] = [1.0 if f else 0.0 for f in failed]
+    return {"rewards": list(rewards), "scores": list(rewards), "extra_logs": extra}
+
+
+def to_openrlhf(results: Sequence[RewardResult]) -> dict[str, object]:
+    """``openrlhf_payload`` of library results."""
+    return openrlhf_payload(
+        [r.reward for r in results], [r.components() for r in results], [bool(r.failure_reason) for r in results]
+    )

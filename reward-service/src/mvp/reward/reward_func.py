@@ -48,15 +48,15 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> di
     so the failure is visible in OpenRLHF's logs instead of silently zeroing rewards."""
     import torch
 
-    from mvp.reward.openrlhf import response_from_query
+    from mvp.reward.openrlhf import COMPONENTS, openrlhf_payload, response_from_query
 
     responses = [response_from_query(q, p) for q, p in zip(queries, prompts, strict=True)]
     results = _get_client().score(responses, list(labels))
-    rewards = torch.tensor([r.reward for r in results], dtype=torch.float32)
-    fields = ("format", "selection", "ordering", "exact", "soft")
-    extra = {
-        f"mvp_{name}": torch.tensor([getattr(r.components, name) for r in results], dtype=torch.float32)
-        for name in fields
-    }
-    extra["mvp_parse_failed"] = torch.tensor([1.0 if r.failure_reason else 0.0 for r in results])
+    payload = openrlhf_payload(
+        [r.reward for r in results],
+        [{name: getattr(r.components, name) for name in COMPONENTS} for r in results],
+        [bool(r.failure_reason) for r in results],
+    )
+    rewards = torch.tensor(payload["rewards"], dtype=torch.float32)
+    extra = {k: torch.tensor(v, dtype=torch.float32) for k, v in payload["extra_logs"].items()}
     return {"rewards": rewards, "scores": rewards, "extra_logs": extra}

@@ -35,7 +35,14 @@ _STATUS_NAMES = {
     synthesis_pb2.VIDEO_STATUS_FAILED: "failed",
 }
 MAX_WORKER_CRASHES = 2
-_FINISHED = "\0finished"  # key in the crash ledger counting videos the workers did finish
+
+
+@dataclass
+class _CrashLedger:
+    """Worker deaths per video, and how many videos the workers did finish in this run."""
+
+    crashes: dict[str, int] = field(default_factory=dict)
+    finished: int = 0
 
 
 class CorpusError(RuntimeError):
@@ -144,7 +151,7 @@ def run_corpus(
         if on_result:
             on_result(result, progress, False)
     log.info("corpus run", extra={"videos": len(uris), "already_done": len(uris) - len(pending), "output": output})
-    crashes: dict[str, int] = {}
+    crashes = _CrashLedger()
     barren_pools = 0
     config_json = config.model_dump_json()
     store_dict = {k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in store}
@@ -197,15 +204,15 @@ def _run_pool(storage, pending, output, config, config_json, store_dict, workers
                 try:
                     result = synthesis_pb2.VideoResult.FromString(future.result())
                 except BrokenProcessPool:
-                    crashes[uri] = crashes.get(uri, 0) + 1
+                    count = crashes.crashes[uri] = crashes.crashes.get(uri, 0) + 1
                     # Blame the video only once workers have shown they can finish others;
                     # otherwise the workers themselves are broken (see the barren-pool check).
-                    if crashes[uri] >= MAX_WORKER_CRASHES and crashes.get(_FINISHED, 0) > 0:
+                    if count >= MAX_WORKER_CRASHES and crashes.finished > 0:
                         result = _crashed(storage, output, uri, config)
                     else:
                         retry.append(uri)
                         continue
-                crashes[_FINISHED] = crashes.get(_FINISHED, 0) + 1
+                crashes.finished += 1
                 progress.results.append(result)
                 if on_result:
                     on_result(result, progress, True)

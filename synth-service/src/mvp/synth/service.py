@@ -221,11 +221,15 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
         if not request.video_uri or not request.output_uri:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "video_uri and output_uri are required")
         config = await self._config(request.config, context)
-        storage = Storage(self.manager.store)
         loop = asyncio.get_running_loop()
         try:
             outcome = await loop.run_in_executor(
-                self.executor, process_video, storage, request.video_uri, normalise_output(request.output_uri), config
+                self.executor,
+                process_video,
+                self.manager.storage,
+                request.video_uri,
+                normalise_output(request.output_uri),
+                config,
             )
         except StorageError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot write output: {exc}")

@@ -64,9 +64,7 @@ def train_local(
     resumed = resume and trainer.resume(work)
     summary["resumed_from_step"] = trainer.step if resumed else None
     if not trainer.sft_done:
-        if config.sft_steps:
-            summary.update(trainer.sft_format())
-        trainer.sft_done = True
+        summary.update(trainer.sft_format())
         trainer.freeze_reference()
     if held and trainer.step == 0:
         summary["before"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
