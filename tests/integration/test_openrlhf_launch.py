@@ -17,7 +17,8 @@ from mvp.trainer.openrlhf_args import RECORDING, parser
 from mvp.trainer.openrlhf_launch import Recipe, RecipeError, build_args, check_args, stage_dataset
 from tests.procs import MVP, REPO, Proc
 
-RECIPES = sorted((REPO / "trainer/recipes").glob("*.yaml"))
+# The shipped recipes and their in-cluster copies mounted into the KubeRay RayJob.
+RECIPES = sorted((REPO / "trainer/recipes").glob("*.yaml")) + sorted((REPO / "k8s").rglob("recipe.yaml"))
 
 
 def test_recording_is_complete() -> None:
@@ -76,7 +77,8 @@ def test_staged_dataset_has_messages_and_fetchable_image_urls(s3_settings: Store
     assert urllib.request.urlopen(out["images"][0], timeout=10).read() == b"\xff\xd8jpeg-bytes"
 
 
-def test_cli_dry_run(s3_server: Proc, s3_settings: StoreSettings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["ray-submit", "exec"])
+def test_cli_dry_run(mode: str, s3_server: Proc, s3_settings: StoreSettings, tmp_path: Path) -> None:
     storage = Storage(s3_settings)
     storage.ensure_bucket("mvp")
     row = {"id": "x", "prompt": "<image>", "label": "{}", "images": ["s3://mvp/dry/f.jpg"]}
@@ -93,6 +95,8 @@ def test_cli_dry_run(s3_server: Proc, s3_settings: StoreSettings, tmp_path: Path
             "--config",
             str(config),
             "--dry-run",
+            "--launch",
+            mode,
             "--staging",
             str(tmp_path / "job"),
             "--endpoint",
@@ -103,6 +107,11 @@ def test_cli_dry_run(s3_server: Proc, s3_settings: StoreSettings, tmp_path: Path
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "ray job submit" in proc.stdout and "openrlhf.cli.train_ppo_ray" in proc.stdout
+    assert "openrlhf.cli.train_ppo_ray" in proc.stdout
+    if mode == "ray-submit":  # dataset path relative to the working_dir Ray ships
+        assert "ray job submit" in proc.stdout and "--data.prompt_dataset openrlhf.jsonl" in proc.stdout
+    else:  # the RayJob driver: OpenRLHF runs here, the dataset is on the shared volume
+        assert "ray job submit" not in proc.stdout
+        assert f"--data.prompt_dataset {(tmp_path / 'job' / 'openrlhf.jsonl').resolve()}" in proc.stdout
     assert "--algo.advantage.estimator group_norm" in proc.stdout
     assert (tmp_path / "job" / "openrlhf.jsonl").exists()

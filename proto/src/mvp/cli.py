@@ -21,7 +21,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("mvp.trainer.eval_cli", "mvp-trainer", "evaluate a checkpoint on held-out MVP samples"),
     "data": ("mvp.synth.data_cli", "mvp-synth-service", "generate the procedural video corpus"),
     "serve": ("mvp.inference.cli", "mvp-inference", "serve a Video LLM behind an OpenAI-compatible API"),
-    "store": ("mvp.common.store_cli", "mvp-common[store]", "run the embedded S3-compatible object store"),
+    "store": ("mvp.common.store_cli", "mvp-common[store]", "the embedded S3 store; create buckets; upload folders"),
+    "health": ("mvp.common.health_cli", "mvp-common", "wait until gRPC servers report SERVING"),
 }
 
 

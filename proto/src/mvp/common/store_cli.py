@@ -1,4 +1,5 @@
-"""`mvp store serve`: an embedded S3-compatible object store for local use and tests.
+"""`mvp store serve`: an embedded S3-compatible object store for local use and tests;
+`mvp store create-buckets` and `mvp store upload`: the two chores of a fresh MinIO/S3 store.
 
 It runs moto's S3 server (a real HTTP server speaking the S3 API) on loopback. moto keeps objects
 in memory, so the store snapshots every bucket to ``--data-dir`` on shutdown and loads it back on
@@ -12,6 +13,7 @@ import argparse
 import logging
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -44,6 +46,27 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_settings_flags(serve, StoreServerSettings)
     add_settings_flags(serve, LoggingSettings)
     serve.set_defaults(func=_serve)
+
+    buckets = sub.add_parser(
+        "create-buckets",
+        help="create buckets on the configured store (idempotent)",
+        description="Create each bucket on the store at MVP_S3_ENDPOINT unless it exists; retries while "
+        "the store starts (the Kubernetes bucket-init Job runs this).",
+    )
+    buckets.add_argument("buckets", nargs="+", help="bucket names")
+    buckets.add_argument("--wait-s", type=float, default=120.0, help="how long to retry an unreachable store")
+    add_settings_flags(buckets, StoreSettings)
+    buckets.set_defaults(func=_create_buckets)
+
+    upload = sub.add_parser(
+        "upload",
+        help="upload a folder (e.g. your videos) to s3://bucket/prefix",
+        description="Upload every file under SRC to DEST (s3://bucket/prefix/), keeping relative paths.",
+    )
+    upload.add_argument("src", type=Path, help="local folder (or one file)")
+    upload.add_argument("dest", help="s3://bucket/prefix/")
+    add_settings_flags(upload, StoreSettings)
+    upload.set_defaults(func=_upload)
 
 
 def _client_settings(host: str, port: int) -> StoreSettings:
@@ -114,4 +137,54 @@ def _serve(args: argparse.Namespace) -> int:
         shutil.rmtree(old, ignore_errors=True)
         log.info("object store snapshot written", extra={"objects": saved, "data_dir": str(settings.data_dir)})
     server.stop()
+    return 0
+
+
+def _create_buckets(args: argparse.Namespace) -> int:
+    import time
+
+    from urllib3.exceptions import HTTPError
+
+    from mvp.common.storage import Storage, StorageError
+
+    storage = Storage(settings_from_args(StoreSettings, args))
+    deadline = time.monotonic() + args.wait_s
+    pending = list(args.buckets)
+    from minio.helpers import check_bucket_name
+
+    for bucket in pending:
+        try:
+            check_bucket_name(bucket)
+        except ValueError as exc:
+            print(f"mvp store create-buckets: {exc} (3-63 lowercase letters, digits, '.', '-')", file=sys.stderr)
+            return 2
+    while pending:
+        try:
+            storage.ensure_bucket(pending[0])
+            log.info("bucket ready", extra={"bucket": pending.pop(0)})
+        except (StorageError, HTTPError, OSError) as exc:  # the store is starting: retry until the deadline
+            if time.monotonic() > deadline:
+                log.error("could not create bucket", extra={"bucket": pending[0], "error": str(exc)})
+                return 1
+            time.sleep(2.0)
+    return 0
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mvp.common.storage import Storage, is_s3, join
+
+    if not is_s3(args.dest):
+        print(f"mvp store upload: DEST must be s3://bucket/prefix, got {args.dest!r}", file=sys.stderr)
+        return 2
+    if not args.src.exists():
+        print(f"mvp store upload: {args.src} does not exist", file=sys.stderr)
+        return 2
+    storage = Storage(settings_from_args(StoreSettings, args))
+    files = [args.src] if args.src.is_file() else sorted(p for p in args.src.rglob("*") if p.is_file())
+    base = args.src.parent if args.src.is_file() else args.src
+    for path in tqdm(files, unit="file", desc="uploading", file=sys.stderr):
+        storage.put_file(str(path), join(args.dest, path.relative_to(base).as_posix()))
+    print(f"uploaded {len(files)} files to {args.dest}")
     return 0

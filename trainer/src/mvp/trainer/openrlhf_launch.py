@@ -254,18 +254,30 @@ def submit_command(recipe: Recipe, staged: Path, args: list[str]) -> tuple[list[
     return cmd, runtime_env
 
 
-def launch(recipe: Recipe, storage: Storage, staging: Path, dry_run: bool) -> str:
-    """Stages the datasets, checks the arguments, and submits (or prints, with dry_run)."""
+def exec_command(args: list[str]) -> list[str]:
+    """OpenRLHF run in this environment: the driver of a job already running on the Ray cluster."""
+    return ["python3", "-m", "openrlhf.cli.train_ppo_ray", *args]
+
+
+def launch(recipe: Recipe, storage: Storage, staging: Path, dry_run: bool, mode: str = "ray-submit") -> str:
+    """Stages the datasets, checks the arguments, and submits (or prints, with dry_run).
+
+    mode 'ray-submit' ships ``staging`` as the Ray working_dir, so dataset paths are relative to
+    it; mode 'exec' runs OpenRLHF here, with absolute paths under ``staging`` (a shared volume)."""
     staged_train = stage_dataset(storage, recipe.dataset, staging)
     staged_eval = stage_dataset(storage, recipe.eval_dataset, staging / "eval") if recipe.eval_dataset else None
-    # Paths relative to the Ray working_dir, which Ray ships to every node.
-    args = build_args(recipe, staged_train.name, f"eval/{staged_eval.name}" if staged_eval else None)
+    if mode == "exec":
+        train_path, eval_path = str(staged_train.resolve()), str(staged_eval.resolve()) if staged_eval else None
+    else:
+        # Paths relative to the Ray working_dir, which Ray ships to every node.
+        train_path, eval_path = staged_train.name, f"eval/{staged_eval.name}" if staged_eval else None
+    args = build_args(recipe, train_path, eval_path)
     check_args(args)
-    cmd, _ = submit_command(recipe, staging, args)
+    cmd = exec_command(args) if mode == "exec" else submit_command(recipe, staging, args)[0]
     printable = " ".join(shlex.quote(c) for c in cmd)
     if dry_run:
         return printable
-    if shutil.which("ray") is None:
+    if mode != "exec" and shutil.which("ray") is None:
         raise RuntimeError("`ray` is not installed here; install ray[default] or use --dry-run and submit elsewhere")
     subprocess.run(cmd, check=True)
     return printable

@@ -34,6 +34,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, help="recipe file (openrlhf backend)")
     parser.add_argument("--dry-run", action="store_true", help="openrlhf: print the command, do not submit")
     parser.add_argument(
+        "--launch",
+        choices=["ray-submit", "exec"],
+        default="ray-submit",
+        help="openrlhf: 'ray-submit' sends the run to the recipe's Ray cluster with `ray job submit`; 'exec' "
+        "runs OpenRLHF in this process's environment, for a driver that is already a Ray job (KubeRay "
+        "RayJob entrypoint); --staging must then be on storage every Ray node mounts",
+    )
+    parser.add_argument(
         "--staging",
         type=Path,
         default=Path(".mvp/openrlhf-job"),
@@ -78,7 +86,9 @@ def _openrlhf(args: argparse.Namespace) -> int:
         return 2
     try:
         recipe = Recipe.load(args.config)
-        command = launch(recipe, Storage(settings_from_args(StoreSettings, args)), args.staging, args.dry_run)
+        command = launch(
+            recipe, Storage(settings_from_args(StoreSettings, args)), args.staging, args.dry_run, mode=args.launch
+        )
     except (RecipeError, ValueError) as exc:
         print(f"mvp train --backend openrlhf: {exc}", file=sys.stderr)
         return 2
