@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -22,7 +23,7 @@ from mvp.synth.config import SynthConfig
 from mvp.synth.corpus import run_corpus
 from mvp.v1 import sample_pb2, synthesis_pb2
 from tests.media import bad_inputs, good_videos
-from tests.procs import Proc, start_synth
+from tests.procs import MVP, Proc, start_synth
 
 CONFIG = sample_pb2.SynthesisConfig(num_frames=6, num_masked=2, num_distractors=3, samples_per_video=2)
 
@@ -90,6 +91,30 @@ def test_corpus_job_with_bad_videos(synth: Proc, s3_settings: StoreSettings, cor
     text = urllib.request.urlopen(f"http://127.0.0.1:{synth.ports['metrics']}/metrics", timeout=5).read().decode()
     assert 'mvp_synth_videos_total{reason="empty_file",status="failed"}' in text
     assert "mvp_synth_samples_written_total" in text and "mvp_synth_decode_seconds_bucket" in text
+
+
+def test_cli_runs_a_corpus_job_on_the_service(synth: Proc, s3_settings: StoreSettings, corpus) -> None:
+    """`mvp synth run --synth-addr`: the service does the work (with its own store credentials), the
+    CLI follows the job; a failed job exits non-zero and says why."""
+    upload(Storage(s3_settings), corpus["good"][:2], "s3://mvp/cli/videos")
+    base = [*MVP, "synth", "run", "--synth-addr", f"127.0.0.1:{synth.ports['grpc']}", "--num-frames", "6"]
+    ok = subprocess.run(
+        [*base, "--input", "s3://mvp/cli/videos/", "--output", "s3://mvp/cli/out"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads(ok.stdout.strip().splitlines()[-1])
+    assert summary["state"] == "JOB_STATE_SUCCEEDED" and summary["ok"] == 2 and summary["samples"] > 0
+    assert Storage(s3_settings).exists("s3://mvp/cli/out/openrlhf.jsonl")
+    bad = subprocess.run(
+        [*base, "--input", "s3://no-such-bucket/v/", "--output", "s3://mvp/cli/bad"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "no-such-bucket" in bad.stderr
 
 
 def test_missing_bucket_fails_the_job_clearly(synth: Proc) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -74,3 +74,21 @@ class SynthClient(BaseClient):
             )
         except grpc.RpcError as exc:
             raise self._unavailable(exc) from exc
+
+    def run_job(
+        self,
+        input_uri: str,
+        output_uri: str,
+        config: sample_pb2.SynthesisConfig | None = None,
+        *,
+        on_update: Callable[[synthesis_pb2.Job], None] | None = None,
+        timeout: float | None = None,
+    ) -> synthesis_pb2.Job:
+        """Submits a corpus job (or re-attaches to the same one: job ids are content-addressed) and
+        follows it to its end; ``on_update`` sees every state change. Returns the final state."""
+        final = self.submit_job(input_uri, output_uri, config)
+        for update in self.watch_job(final.job_id, timeout=timeout):
+            final = update.job
+            if on_update:
+                on_update(final)
+        return final

@@ -41,6 +41,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--input", required=True, help="folder or s3://bucket/prefix of videos")
     run.add_argument("--output", required=True, help="folder or s3://bucket/prefix for samples")
     run.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    run.add_argument(
+        "--synth-addr",
+        default=None,
+        help="run the corpus as a job on this synth-service (host:port) and follow it, instead of in "
+        "this process; the service reads and writes the store with its own credentials",
+    )
     run.add_argument("--config", type=Path, default=None, help="JSON/YAML file with SynthConfig fields")
     add_settings_flags(run, SynthConfig)
     add_settings_flags(run, StoreSettings)
@@ -92,6 +98,8 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mvp synth run: invalid config: {exc}", file=sys.stderr)
         return 2
+    if args.synth_addr:
+        return _run_remote(args, config)
     bar = tqdm(total=0, unit="video", desc="synthesising", file=sys.stderr)
 
     def on_total(total: int) -> None:
@@ -123,6 +131,49 @@ def _run(args: argparse.Namespace) -> int:
     for result in progress.results:
         counts[status_name(result.status)] = counts.get(status_name(result.status), 0) + 1
     print(json.dumps({"videos": progress.total, **counts, "samples": progress.samples, "output": args.output}))
+    return 0
+
+
+def job_progress(bar, job) -> None:
+    """Shows a corpus job's state (mvp.v1.Job) on a tqdm bar."""
+    bar.total = job.videos_total
+    bar.n = job.videos_ok + job.videos_skipped + job.videos_failed
+    bar.set_postfix(samples=job.samples_written, failed=job.videos_failed)
+    bar.refresh()
+
+
+def _run_remote(args: argparse.Namespace, config) -> int:
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from mvp.clients import SynthClient
+    from mvp.clients.channel import ServiceUnavailableError
+    from mvp.v1 import synthesis_pb2
+
+    bar = tqdm(total=None, unit="video", desc=f"synthesising on {args.synth_addr}", file=sys.stderr)
+    try:
+        with SynthClient(args.synth_addr) as client:
+            job = client.run_job(args.input, args.output, config.to_proto(), on_update=partial(job_progress, bar))
+    except ServiceUnavailableError as exc:
+        bar.close()
+        print(f"mvp synth run: {exc}", file=sys.stderr)
+        return 1
+    bar.close()
+    summary = {
+        "job_id": job.job_id,
+        "state": synthesis_pb2.JobState.Name(job.state),
+        "videos": job.videos_total,
+        "ok": job.videos_ok,
+        "skipped": job.videos_skipped,
+        "failed": job.videos_failed,
+        "samples": job.samples_written,
+        "output": args.output,
+    }
+    print(json.dumps(summary))
+    if job.state != synthesis_pb2.JOB_STATE_SUCCEEDED:
+        print(f"mvp synth run: job {job.job_id} ended {summary['state']}: {job.error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -198,6 +199,7 @@ class Pipeline:
         from tqdm import tqdm
 
         from mvp.clients import SynthClient
+        from mvp.synth.cli import job_progress
         from mvp.v1 import synthesis_pb2
 
         config = self.config.synth.model_copy(update={"seed": self.config.seed})
@@ -206,24 +208,19 @@ class Pipeline:
         with SynthClient(self.state.synth_addr) as client:
             for split, info in self.state.splits.items():
                 output = f"s3://{self.config.bucket}/samples/{digest}/{split}"
-                job = client.submit_job(info["input"], output, config.to_proto())
                 bar = tqdm(desc=f"   synth {split}", unit="video", file=sys.stderr, total=None)
-                final = job
-                for update in client.watch_job(job.job_id, timeout=1800):
-                    final = update.job
-                    bar.total = final.videos_total
-                    bar.n = final.videos_ok + final.videos_skipped + final.videos_failed
-                    bar.set_postfix(samples=final.samples_written)
-                    bar.refresh()
+                final = client.run_job(
+                    info["input"], output, config.to_proto(), on_update=partial(job_progress, bar), timeout=1800
+                )
                 bar.close()
                 if final.state != synthesis_pb2.JOB_STATE_SUCCEEDED:
-                    raise StageError(f"synthesis job {job.job_id} ({split}) ended {final.state}: {final.error}")
+                    raise StageError(f"synthesis job {final.job_id} ({split}) ended {final.state}: {final.error}")
                 if final.samples_written == 0:
                     raise StageError(f"synthesis of {split} wrote no samples; see {output}/summary.json")
                 info.update(
                     output=output,
                     samples=final.samples_written,
-                    job_id=job.job_id,
+                    job_id=final.job_id,
                     ok=final.videos_ok,
                     skipped=final.videos_skipped,
                     failed=final.videos_failed,
