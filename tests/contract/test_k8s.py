@@ -272,7 +272,7 @@ def test_ports_and_probes_match_the_services(overlay: str) -> None:
     assert int(_env(c)["MVP_SERVE_PORT"]) == c["ports"][0]["containerPort"]
     server = (REPO / "inference/src/mvp/inference/server.py").read_text()
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert f'@app.get("{c[probe]["httpGet"]["path"]}")' in server
+        assert f'@app.get("{c[probe]["httpGet"]["path"]}"' in server
     # Every Service targets a named port its pods declare.
     pods = {}
     for obj in objects:
