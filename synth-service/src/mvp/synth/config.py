@@ -47,6 +47,11 @@ class SynthConfig(BaseModel):
     neighbourhood_s: float = Field(
         8.0, gt=0, description="Distractors come from within this many seconds of the gap (widened if too few)."
     )
+    distractor_sampling: Literal["nearest", "uniform"] = Field(
+        "nearest",
+        description="nearest: closest in time to the gap first (the hardest negatives); uniform: at random within "
+        "neighbourhood_s of the gap (the paper's 'sampled from the temporal neighbourhood').",
+    )
     max_distractor_similarity: float = Field(
         0.97, gt=-1, le=1, description="Reject distractors this similar to a positive or another distractor."
     )

@@ -4,8 +4,9 @@ For each sample (seeded from the base seed, the video's hash and the sample numb
 1. de-duplicate: from a random start, walk forward keeping a frame only if its similarity to the
    last kept frame is below kappa, until N are kept;
 2. mask a continuous run of K kept frames (not touching either end unless allowed);
-3. draw l hard negatives from the same video: frames outside the gap, nearest in time to it
-   first, never near-duplicates of a positive or of each other, never a context frame;
+3. draw l hard negatives from the same video: frames outside the gap within ``neighbourhood_s`` of
+   it (uniformly at random, or nearest in time first), never near-duplicates of a positive or of
+   each other, never a context frame;
 4. shuffle positives and distractors into the pool; the answer is the positives' pool indices in
    temporal order.
 """
@@ -140,9 +141,13 @@ def _pick_distractors(
     def distance(i: int) -> float:
         return max(t0 - times[i], times[i] - t1, 0.0)
 
-    # Nearest in time first (hardest), ties broken by the seeded rng; the radius widens if needed.
+    # uniform: a seeded random order; nearest: nearest in time first (hardest), ties broken by the
+    # seeded rng. Either way only frames within the radius qualify, and the radius widens if needed.
     jitter = {i: rng.random() for i in eligible}
-    ranked = sorted(eligible, key=lambda i: (distance(i), jitter[i]))
+    if config.distractor_sampling == "nearest":
+        ranked = sorted(eligible, key=lambda i: (distance(i), jitter[i]))
+    else:
+        ranked = sorted(eligible, key=lambda i: jitter[i])
     radius = config.neighbourhood_s
     chosen: list[int] = []
     while True:
