@@ -60,3 +60,24 @@ def rotated_and_vfr(folder: Path, good: Path) -> dict[str, Path]:
         str(files["vfr"]),
     )
     return files
+
+
+def mvp_predict(port: int, uris: list[str], sample_id: str = "s1", timeout: float = 120) -> dict:
+    """POSTs a two-context, two-candidate MVP sample over ``uris`` (four frames) to
+    /v1/mvp/predict of an `mvp serve` on ``port``; returns the JSON answer."""
+    import json
+    import urllib.request
+
+    sample = {
+        "id": sample_id,
+        "prompt": "Frame 1: <image>\n[GAP]\nFrame 2: <image>\nCandidate 1: <image>\nCandidate 2: <image>",
+        "context_frames": [{"uri": uris[0]}, {"uri": uris[1]}],
+        "candidates": [{"uri": uris[2]}, {"uri": uris[3]}],
+        "label": {"answer": [2], "num_candidates": 2, "index_base": 1},
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/mvp/predict",
+        data=json.dumps({"sample": sample}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    return json.loads(urllib.request.urlopen(request, timeout=timeout).read())

@@ -25,7 +25,7 @@ from PIL import Image
 
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
-from tests.media import good_videos
+from tests.media import good_videos, mvp_predict
 from tests.procs import Proc, start_serve
 
 
@@ -228,19 +228,7 @@ def test_mvp_predict(server: Proc, s3_settings: StoreSettings) -> None:
         Image.new("RGB", (64, 36), (i * 50, 80, 120)).save(buf, format="JPEG")
         storage.put_bytes(f"s3://mvp/predict/f{i}.jpg", buf.getvalue())
         uris.append(f"s3://mvp/predict/f{i}.jpg")
-    sample = {
-        "id": "s1",
-        "prompt": "Frame 1: <image>\n[GAP]\nFrame 2: <image>\nCandidate 1: <image>\nCandidate 2: <image>",
-        "context_frames": [{"uri": uris[0]}, {"uri": uris[1]}],
-        "candidates": [{"uri": uris[2]}, {"uri": uris[3]}],
-        "label": {"answer": [2], "num_candidates": 2, "index_base": 1},
-    }
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{server.ports['http']}/v1/mvp/predict",
-        data=json.dumps({"sample": sample}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    result = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    result = mvp_predict(server.ports["http"], uris)
     assert result["sample_id"] == "s1" and result["ground_truth"] == [2]
     assert result["answer"] is not None or result["failure_reason"]
 

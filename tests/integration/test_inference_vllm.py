@@ -17,6 +17,7 @@ from PIL import Image
 
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
+from tests.media import mvp_predict
 from tests.procs import REPO, Proc, start_serve, wait_for
 
 pytestmark = pytest.mark.slow
@@ -80,19 +81,7 @@ def test_real_vllm_serves_the_tiny_video_llm(vllm_server: Proc, s3_settings: Sto
         )
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{vllm_server.ports['http']}/metrics").read().decode()
     assert "vllm:request_success_total{" in metrics and 'model_name="mvp-tiny"' in metrics
-    sample = {
-        "id": "v1",
-        "prompt": "Frame 1: <image>\n[GAP]\nFrame 2: <image>\nCandidate 1: <image>\nCandidate 2: <image>",
-        "context_frames": [{"uri": "s3://mvp/vllm/f0.jpg"}, {"uri": "s3://mvp/vllm/f1.jpg"}],
-        "candidates": [{"uri": "s3://mvp/vllm/f2.jpg"}, {"uri": "s3://mvp/vllm/f3.jpg"}],
-        "label": {"answer": [2], "num_candidates": 2, "index_base": 1},
-    }
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{vllm_server.ports['http']}/v1/mvp/predict",
-        data=json.dumps({"sample": sample}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    result = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    result = mvp_predict(vllm_server.ports["http"], [f"s3://mvp/vllm/f{i}.jpg" for i in range(4)], "v1")
     assert result["ground_truth"] == [2] and isinstance(result["completion"], str)
 
 
