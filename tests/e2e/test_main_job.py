@@ -3,6 +3,7 @@ contents, and no child process left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -47,6 +48,9 @@ def test_main_job_small(tmp_path: Path) -> None:
     assert "chance exact accuracy" in report
     assert list((out / "report").glob("sheet_*.png"))
     assert (out / "report" / "index.html").read_text().count("<img") >= 1
+    facts = json.loads((out / "report" / "report.json").read_text())
+    assert {"before", "after"} <= set(facts["evals"]) and 0 < facts["chance_exact"] < 1
+    assert [s["status"] for s in facts["stages"]][:8] == ["ok"] * 8
     # the store was snapshotted on shutdown: corpus and samples are on disk
     store = out / "store" / "mvp"
     assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3

@@ -130,3 +130,24 @@ def test_train_checkpoint_and_resume(
     for step in (3, 4):
         for key in ("reward", "format", "selection", "exact", "response_length"):
             assert resumed[step][key] == pytest.approx(reference[step][key]), (step, key)
+
+
+def test_time_budget_stops_training_with_a_checkpoint(
+    samples_uri: str, reward_server: Proc, s3_server: Proc, s3_settings: StoreSettings, tmp_path: Path
+) -> None:
+    """--time-budget-s ends GRPO early (the learning benchmark's 15-minute bar) and still commits a
+    checkpoint of the last step."""
+    cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/budget", tmp_path / "budget")
+    cmd[cmd.index("--steps") + 1] = "50"
+    proc = subprocess.run(
+        [*cmd, "--time-budget-s", "0.001"],
+        env=env_for(s3_server),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["stopped_by_time_budget"] is True and summary["steps"] == 1
+    assert json.loads(Storage(s3_settings).get_bytes("s3://mvp/ck/budget/latest.json"))["step"] == 1

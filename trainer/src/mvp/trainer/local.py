@@ -50,6 +50,9 @@ class LocalTrainConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seed of data order, sampling and initialisation.")
     checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints.")
     eval_every: int = Field(0, ge=0, description="Steps between held-out evaluations (0: only at the end).")
+    time_budget_s: float = Field(
+        0.0, ge=0, description="Stop GRPO after this many seconds of training even before `steps` (0: no limit)."
+    )
 
 
 @dataclass

@@ -70,6 +70,7 @@ class RunState:
     splits: dict[str, dict] = field(default_factory=dict)
     evals: dict[str, dict] = field(default_factory=dict)
     served: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
 
 
@@ -259,9 +260,12 @@ class Pipeline:
         )
         self.state.artifacts["checkpoint"] = summary["checkpoint"]
         self.state.artifacts["curves"] = summary["curves"]
+        self.state.training = summary
         resumed = f", resumed from step {summary['resumed_from_step']}" if summary.get("resumed_from_step") else ""
+        budget = " (time budget reached)" if summary.get("stopped_by_time_budget") else ""
         return (
-            f"{summary['steps']} GRPO steps in {summary['train_seconds']}s{resumed}; checkpoint {summary['checkpoint']}"
+            f"{summary['steps']} GRPO steps in {summary['train_seconds']}s{resumed}{budget}; "
+            f"checkpoint {summary['checkpoint']}"
         )
 
     def final_eval(self) -> str:

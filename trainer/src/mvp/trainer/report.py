@@ -27,6 +27,24 @@ def _samples(storage: Storage, output: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def machine_readable(state: RunState) -> dict:
+    """The report's facts as JSON (report.json), for scripts and benchmarks."""
+    config = state.config
+    k, pool = config.synth.num_masked, config.synth.num_masked + config.synth.num_distractors
+    return {
+        "config": config.model_dump(mode="json"),
+        "stages": [
+            {"name": s.name, "status": s.status, "seconds": s.seconds, "detail": s.detail} for s in state.stages
+        ],
+        "splits": state.splits,
+        "chance_exact": chance_exact(k, pool),
+        "evals": state.evals,
+        "served": state.served,
+        "training": state.training,
+        "artifacts": state.artifacts,
+    }
+
+
 def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 3) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     config = state.config
@@ -91,6 +109,7 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
     md += [f"![{name}]({name})" for name in sheet_files]
     md += ["", "## Config", "", "```json", config.model_dump_json(indent=2), "```", ""]
     (folder / "report.md").write_text("\n".join(md))
+    (folder / "report.json").write_text(json.dumps(machine_readable(state), indent=2, default=str))
     (folder / "index.html").write_text(_html(md))
     return folder / "index.html"
 

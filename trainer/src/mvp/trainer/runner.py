@@ -76,6 +76,10 @@ def train_local(
         bar = tqdm(total=config.steps, initial=trainer.step, desc="grpo", unit="step", file=sys.stderr)
     t0 = time.perf_counter()
     while trainer.step < config.steps:
+        if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
+            summary["stopped_by_time_budget"] = True
+            trainer.checkpoint()
+            break
         entry = trainer.grpo_step()
         if bar:
             bar.update(1)
