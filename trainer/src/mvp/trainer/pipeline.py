@@ -129,6 +129,9 @@ class Pipeline:
                 "--buckets",
                 self.config.bucket,
             ],
+            # its shutdown writes the whole store to disk (a large corpus takes minutes); killing it
+            # early keeps the previous snapshot, but loses this run's objects
+            stop_timeout_s=600.0,
         )
         store = StoreSettings(endpoint=f"http://127.0.0.1:{port}")
         # "listening" is logged only after the snapshot of earlier runs is loaded back

@@ -29,6 +29,7 @@ class Child:
     name: str
     popen: subprocess.Popen
     log_path: Path
+    stop_timeout_s: float = 20.0
 
     def tail(self, lines: int = 20) -> str:
         try:
@@ -47,8 +48,16 @@ class Supervisor:
         self.children: list[Child] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None, detached: bool = False) -> Child:
-        """Starts ``mvp ARGS``; a detached child is not stopped at exit (``--keep-serving``)."""
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        detached: bool = False,
+        stop_timeout_s: float = 20.0,
+    ) -> Child:
+        """Starts ``mvp ARGS``; a detached child is not stopped at exit (``--keep-serving``).
+        ``stop_timeout_s``: how long it may take to stop after SIGTERM before it is killed."""
         log_path = self.log_dir / f"{name}.log"
         handle = log_path.open("wb")  # one run, one log: readiness checks read it
         popen = subprocess.Popen(
@@ -65,7 +74,7 @@ class Supervisor:
             },
             start_new_session=True,  # Ctrl-C in the terminal reaches us, and we stop children in order
         )
-        child = Child(name, popen, log_path)
+        child = Child(name, popen, log_path, stop_timeout_s)
         if not detached:
             self.children.append(child)
         return child
@@ -86,14 +95,14 @@ class Supervisor:
             time.sleep(0.2)
         raise StageError(f"{child.name} not ready after {timeout:.0f}s; log {child.log_path}:\n{child.tail()}")
 
-    def stop_all(self, timeout: float = 20.0) -> None:
+    def stop_all(self) -> None:
         for child in reversed(self.children):
             if child.popen.poll() is None:
                 child.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
         for child in reversed(self.children):
             try:
-                child.popen.wait(max(0.1, deadline - time.monotonic()))
+                child.popen.wait(max(0.1, started + child.stop_timeout_s - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("child did not stop in time; killing it", extra={"child": child.name})
                 child.popen.kill()
