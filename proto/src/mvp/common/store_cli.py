@@ -143,21 +143,20 @@ def _serve(args: argparse.Namespace) -> int:
 def _create_buckets(args: argparse.Namespace) -> int:
     import time
 
+    from minio.helpers import check_bucket_name
     from urllib3.exceptions import HTTPError
 
     from mvp.common.storage import Storage, StorageError
 
-    storage = Storage(settings_from_args(StoreSettings, args))
-    deadline = time.monotonic() + args.wait_s
-    pending = list(args.buckets)
-    from minio.helpers import check_bucket_name
-
-    for bucket in pending:
+    for bucket in args.buckets:
         try:
             check_bucket_name(bucket)
         except ValueError as exc:
             print(f"mvp store create-buckets: {exc} (3-63 lowercase letters, digits, '.', '-')", file=sys.stderr)
             return 2
+    storage = Storage(settings_from_args(StoreSettings, args))
+    deadline = time.monotonic() + args.wait_s
+    pending = list(args.buckets)
     while pending:
         try:
             storage.ensure_bucket(pending[0])

@@ -78,7 +78,8 @@ def train_local(
     while trainer.step < config.steps:
         if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
             summary["stopped_by_time_budget"] = True
-            trainer.checkpoint()
+            if trainer.step % config.checkpoint_every:  # else the loop just committed this step
+                trainer.checkpoint()
             break
         entry = trainer.grpo_step()
         if bar:
