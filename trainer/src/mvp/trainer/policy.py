@@ -72,19 +72,22 @@ class Policy:
     def encode_messages(self, messages: list[dict], images: list[Image.Image]) -> Encoded:
         """Chat messages whose content parts include ``{"type": "image"}`` (one per image, in
         order), with the generation prompt for the assistant's turn appended."""
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         if not images:
-            ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-            return Encoded(ids, torch.zeros(0, 1176), torch.zeros(0, 3, dtype=torch.long))
+            return self.encode_pixels(messages, torch.zeros(0, 1176), torch.zeros(0, 3, dtype=torch.long))
         vision = self.image_processor(images=images, return_tensors="pt")
-        grid = vision["image_grid_thw"]
+        return self.encode_pixels(messages, vision["pixel_values"], vision["image_grid_thw"])
+
+    def encode_pixels(self, messages: list[dict], pixel_values: torch.Tensor, grid: torch.Tensor) -> Encoded:
+        """``encode_messages`` for images already run through the image processor (``pixel_values``
+        and ``image_grid_thw`` of all images, in order), e.g. frames processed once and reused."""
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         pads = iter(int(g.prod()) // (self.merge**2) for g in grid)
         text = "".join(
             piece if i == 0 else "<|image_pad|>" * next(pads) + piece
             for i, piece in enumerate(text.split("<|image_pad|>"))
         )
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-        return Encoded(ids, vision["pixel_values"], grid)
+        return Encoded(ids, pixel_values, grid)
 
     @torch.no_grad()
     def sample(

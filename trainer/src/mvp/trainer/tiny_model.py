@@ -49,6 +49,8 @@ TINY = {
     "vision": {"depth": 2, "hidden_size": 96, "intermediate_size": 192, "num_heads": 2},
     "image_pixels": 112 * 112,  # a 16:9 frame becomes 84x140 px: 6x10 patches -> 15 tokens after 2x2 merging
 }
+# Optional spec keys: "patch_size" (vision patch side in pixels, default 14, Qwen's), e.g. 28 with
+# image_pixels 56*56 gives one visual token per frame.
 
 
 def _training_text() -> list[str]:
@@ -92,10 +94,10 @@ def build_tokenizer(vocab_size: int):
     return fast
 
 
-def build_image_processor(image_pixels: int):
+def build_image_processor(image_pixels: int, patch_size: int = 14):
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    return Qwen2VLImageProcessorPil(min_pixels=image_pixels, max_pixels=image_pixels)
+    return Qwen2VLImageProcessorPil(min_pixels=image_pixels, max_pixels=image_pixels, patch_size=patch_size)
 
 
 def build_model(tokenizer, spec: dict, seed: int = 0):
@@ -120,8 +122,9 @@ def build_model(tokenizer, spec: dict, seed: int = 0):
         vision_config={
             **vision,
             "out_hidden_size": text["hidden_size"],
+            "patch_size": spec.get("patch_size", 14),
             "fullatt_block_indexes": [vision["depth"] - 1],
-            "window_size": 56,
+            "window_size": 4 * spec.get("patch_size", 14),  # 2x2 merged tokens per window
         },
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
@@ -153,7 +156,7 @@ def ensure_tiny_model(path: Path | None = None, seed: int = 0, spec: dict | None
     import shutil
 
     tokenizer = build_tokenizer(spec["vocab_size"])
-    image_processor = build_image_processor(spec["image_pixels"])
+    image_processor = build_image_processor(spec["image_pixels"], spec.get("patch_size", 14))
     model = build_model(tokenizer, spec, seed)
     tmp = path.with_name(path.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,240 @@
+"""Can a model learn MVP at all? A supervised probe to run before spending GRPO time.
+
+Trains the model on the *correct answers* (cross-entropy on the answer tokens) of MVP samples from
+procedural videos and reports held-out exact-sequence accuracy against chance. GRPO gets far less
+signal per sample than this, so a model/budget that does not beat chance here will not learn the
+task with RL either. ``--task match`` is the control: the same prompt shape, but the K frames to
+find are shown and the candidates hold exact copies of them (no temporal inference, only "find the
+same picture and name its number"), which isolates in-context lookup from temporal reasoning.
+
+Frames come straight from the procedural renderer at 1 FPS (no mp4 round trip: this probes the
+model, not the pipeline) and are planned into samples by synth-service's own algorithm
+(``plan_samples``, ``render_prompt``); the model is the project's tiny Qwen2.5-VL built from the
+spec (``--spec`` overrides TINY's keys), encoded by the trainer's ``Policy``.
+
+    python benchmarks/learnability_probe.py [--task mvp|match] [--seconds 600] \
+        [--spec '{"patch_size": 28, "image_pixels": 3136}']
+
+The last line is JSON: held-out exact before/after, chance, ratio to chance, steps, samples seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def merge_spec(base: dict, override: dict) -> dict:
+    out = {**base}
+    for key, value in override.items():
+        out[key] = {**base[key], **value} if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def render_videos(seeds: list[int], seconds: float) -> dict[int, list]:
+    from mvp.synth.procedural import VideoSpec, render_frames
+
+    return {s: list(render_frames(VideoSpec(seed=s, seconds=seconds, fps=1))) for s in seeds}
+
+
+def mvp_rows(videos: dict[int, list], k: int, l_: int, n: int, per_video: int) -> list[dict]:
+    """Samples planned by synth-service's algorithm: frames as (seed, index), answer, prompt."""
+    from mvp.synth.config import SynthConfig
+    from mvp.synth.embed import thumb
+    from mvp.synth.errors import VideoError
+    from mvp.synth.pipeline import plan_samples, render_prompt
+
+    config = SynthConfig(num_frames=n, num_masked=k, num_distractors=l_, samples_per_video=per_video)
+    rows = []
+    for seed, frames in videos.items():
+        try:
+            plans = plan_samples(thumb(frames), [float(i) for i in range(len(frames))], config, f"probe-{seed}")
+        except VideoError:
+            continue
+        for p in plans:
+            prompt = render_prompt(p.gap_position, len(p.context) - p.gap_position, k, len(p.candidates), 1)
+            rows.append({"frames": [(seed, f) for f in p.context + p.candidates], "answer": p.answer, "prompt": prompt})
+    return rows
+
+
+def match_prompt(k: int, pool: int) -> str:
+    lines = ["Find these frames among the candidates."]
+    lines += [f"Frame {i + 1}: <image>" for i in range(k)]
+    lines += ["Candidates:"] + [f"Candidate {i + 1}: <image>" for i in range(pool)]
+    placeholders = ", ".join(f"c{j + 1}" for j in range(k))
+    lines.append(
+        f"Which candidates show frames 1 to {k}, in that order? "
+        f"Give the candidate numbers as <answer>{placeholders}</answer>."
+    )
+    return "\n".join(lines)
+
+
+def match_rows(videos: dict[int, list], k: int, l_: int, count: int, rng: random.Random) -> list[dict]:
+    """The control task: K frames of a video to find among K copies + l other frames of it."""
+    seeds, prompt, rows = sorted(videos), match_prompt(k, k + l_), []
+    for _ in range(count):
+        seed = rng.choice(seeds)
+        picked = rng.sample(range(len(videos[seed])), k + l_)
+        targets, candidates = picked[:k], picked[:]
+        rng.shuffle(candidates)
+        answer = [candidates.index(t) + 1 for t in targets]
+        rows.append({"frames": [(seed, f) for f in targets + candidates], "answer": answer, "prompt": prompt})
+    return rows
+
+
+def chance_exact(k: int, pool: int) -> float:
+    return 1.0 / math.perm(pool, k)
+
+
+def main() -> None:
+    import torch
+    from PIL import Image
+
+    from mvp.trainer.policy import Policy, prompt_messages
+    from mvp.trainer.tiny_model import TINY, ensure_tiny_model
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=["mvp", "match"], default="mvp")
+    parser.add_argument("--train-videos", type=int, default=400)
+    parser.add_argument("--heldout-videos", type=int, default=60, help="seeds never seen in training")
+    parser.add_argument("--video-seconds", type=float, default=30.0)
+    parser.add_argument("-k", type=int, default=3, help="K masked frames")
+    parser.add_argument("-l", type=int, default=3, help="l distractors")
+    parser.add_argument("-n", type=int, default=7, help="N key frames")
+    parser.add_argument("--spec", default="{}", help="JSON overrides of the tiny model's spec")
+    parser.add_argument("--model", type=Path, default=None, help="a Qwen2.5-VL folder instead of the tiny model")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=600.0, help="training time budget")
+    parser.add_argument("--max-steps", type=int, default=1_000_000)
+    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+
+    t0 = time.perf_counter()
+    train_seeds = list(range(args.seed * 1_000_000, args.seed * 1_000_000 + args.train_videos))
+    heldout_seeds = list(range(900_000_000, 900_000_000 + args.heldout_videos))
+    videos = render_videos(train_seeds + heldout_seeds, args.video_seconds)
+    train_videos = {s: videos[s] for s in train_seeds}
+    heldout_videos = {s: videos[s] for s in heldout_seeds}
+    if args.task == "mvp":
+        train = mvp_rows(train_videos, args.k, args.l, args.n, per_video=8)
+        heldout = mvp_rows(heldout_videos, args.k, args.l, args.n, per_video=2)
+    else:
+        train = match_rows(train_videos, args.k, args.l, 8 * args.train_videos, rng)
+        heldout = match_rows(heldout_videos, args.k, args.l, 2 * args.heldout_videos, random.Random(1))
+    spec = merge_spec(TINY, json.loads(args.spec))
+    workdir = Path(tempfile.mkdtemp(prefix="mvp-probe-"))
+    policy = Policy(args.model or ensure_tiny_model(workdir / "model", seed=args.seed, spec=spec))
+    model = policy.model
+
+    # Each frame goes through the image processor once.
+    used = sorted({f for row in train + heldout for f in row["frames"]})
+    pixels, grids = {}, {}
+    for key in used:
+        out = policy.image_processor(images=[Image.fromarray(videos[key[0]][key[1]])], return_tensors="pt")
+        pixels[key], grids[key] = out["pixel_values"], out["image_grid_thw"]
+    prep_s = time.perf_counter() - t0
+    tok = policy.tokenizer
+    prompt_ids: dict[str, torch.Tensor] = {}
+
+    def encode(row: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        pv = torch.cat([pixels[f] for f in row["frames"]])
+        grid = torch.cat([grids[f] for f in row["frames"]])
+        if row["prompt"] not in prompt_ids:  # same frame sizes: the token ids depend on the prompt only
+            prompt_ids[row["prompt"]] = policy.encode_pixels(prompt_messages(row["prompt"]), pv, grid).input_ids
+        answer = "<answer>" + ", ".join(map(str, row["answer"])) + "</answer><|im_end|>"
+        target = tok(answer, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        return prompt_ids[row["prompt"]], target, pv, grid
+
+    def collate(rows: list[dict]):
+        encs = [encode(r) for r in rows]
+        length = max(len(p) + len(t) for p, t, _, _ in encs)
+        ids = torch.full((len(rows), length), policy.pad_id)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        labels = torch.full((len(rows), length), -100)
+        for i, (p, t, _, _) in enumerate(encs):
+            ids[i, : len(p) + len(t)] = torch.cat([p, t])
+            mask[i, : len(p) + len(t)] = 1
+            labels[i, len(p) : len(p) + len(t)] = t
+        return ids, mask, labels, torch.cat([e[2] for e in encs]), torch.cat([e[3] for e in encs])
+
+    def forward(rows: list[dict]):
+        ids, mask, labels, pv, grid = collate(rows)
+        logits = model(input_ids=ids, attention_mask=mask, pixel_values=pv, image_grid_thw=grid).logits[:, :-1]
+        return logits, labels[:, 1:]
+
+    @torch.no_grad()
+    def evaluate() -> float:
+        """Exact accuracy of greedy answers: all teacher-forced argmaxes right <=> greedy decoding
+        reproduces the answer."""
+        model.eval()
+        right = 0
+        for i in range(0, len(heldout), 32):
+            logits, target = forward(heldout[i : i + 32])
+            ok = (logits.argmax(-1) == target) | (target == -100)
+            right += int(ok.all(dim=1).sum())
+        model.train()
+        return right / len(heldout)
+
+    chance = chance_exact(args.k, args.k + args.l)
+    before = evaluate()
+    print(
+        f"{args.task}: {len(train)} train / {len(heldout)} held-out samples, prep {prep_s:.0f} s, "
+        f"held-out exact {before:.3f} (chance {chance:.4f})",
+        file=sys.stderr,
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    model.train()
+    curve, losses, step, t1 = [], [], 0, time.perf_counter()
+    while step < args.max_steps and time.perf_counter() - t1 < args.seconds:
+        step += 1
+        logits, target = forward([train[rng.randrange(len(train))] for _ in range(args.batch)])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % args.eval_every == 0:
+            exact = evaluate()
+            curve.append(
+                {"step": step, "loss": round(sum(losses[-args.eval_every :]) / args.eval_every, 4), "exact": exact}
+            )
+            print(json.dumps(curve[-1]), file=sys.stderr)
+    after = evaluate()
+    print(
+        json.dumps(
+            {
+                "task": args.task,
+                "k": args.k,
+                "pool": args.k + args.l,
+                "params": sum(p.numel() for p in model.parameters()),
+                "visual_tokens_per_frame": int(next(iter(grids.values()))[0].prod()) // policy.merge**2,
+                "train_samples": len(train),
+                "heldout_samples": len(heldout),
+                "steps": step,
+                "samples_seen": step * args.batch,
+                "train_seconds": round(time.perf_counter() - t1, 1),
+                "before_exact": before,
+                "after_exact": after,
+                "chance_exact": chance,
+                "ratio_vs_chance": round(after / chance, 2),
+                "curve": curve,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
