@@ -1,4 +1,4 @@
-"""Can a model learn MVP at all? A supervised probe to run before spending GRPO time.
+r"""Can a model learn MVP at all? A supervised probe to run before spending GRPO time.
 
 Trains the model on the *correct answers* (cross-entropy on the answer tokens) of MVP samples from
 procedural videos and reports held-out exact-sequence accuracy against chance. GRPO gets far less
@@ -98,6 +98,7 @@ def main() -> None:
     import torch
     from PIL import Image
 
+    from mvp.reward.core import format_answer
     from mvp.trainer.policy import Policy, prompt_messages
     from mvp.trainer.tiny_model import TINY, ensure_tiny_model
 
@@ -147,15 +148,18 @@ def main() -> None:
     prep_s = time.perf_counter() - t0
     tok = policy.tokenizer
     prompt_ids: dict[str, torch.Tensor] = {}
+    target_ids: dict[tuple[int, ...], torch.Tensor] = {}
 
     def encode(row: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         pv = torch.cat([pixels[f] for f in row["frames"]])
         grid = torch.cat([grids[f] for f in row["frames"]])
         if row["prompt"] not in prompt_ids:  # same frame sizes: the token ids depend on the prompt only
             prompt_ids[row["prompt"]] = policy.encode_pixels(prompt_messages(row["prompt"]), pv, grid).input_ids
-        answer = "<answer>" + ", ".join(map(str, row["answer"])) + "</answer><|im_end|>"
-        target = tok(answer, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-        return prompt_ids[row["prompt"]], target, pv, grid
+        answer = tuple(row["answer"])
+        if answer not in target_ids:
+            text = format_answer(answer) + "<|im_end|>"
+            target_ids[answer] = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        return prompt_ids[row["prompt"]], target_ids[answer], pv, grid
 
     def collate(rows: list[dict]):
         encs = [encode(r) for r in rows]

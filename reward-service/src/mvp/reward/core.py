@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -314,6 +315,11 @@ def score(completion: str, label: Label, config: RewardConfig) -> RewardResult:
     )
 
 
+def format_answer(indices: Sequence[int]) -> str:
+    """Candidate indices in the answer format the parser reads: ``<answer>a, b, c</answer>``."""
+    return "<answer>" + ", ".join(str(a) for a in indices) + "</answer>"
+
+
 def correct_completion(label: Label) -> str:
     """The canonical completion that earns the maximum reward for ``label``."""
-    return "<answer>" + ", ".join(str(a) for a in label.answer) + "</answer>"
+    return format_answer(label.answer)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from mvp.common.storage import Storage
+from mvp.reward.core import format_answer
 from mvp.synth.corpus import label_json
 
 
@@ -58,4 +59,4 @@ def load_examples(storage: Storage, samples_uri: str, limit: int | None = None) 
 def random_answer(example: Example, rng: random.Random) -> str:
     """A well-formed answer with K distinct random candidates: teaches the format, not the task."""
     picks = rng.sample(range(example.index_base, example.index_base + example.num_candidates), example.k)
-    return "<answer>" + ", ".join(map(str, picks)) + "</answer>"
+    return format_answer(picks)

@@ -49,8 +49,13 @@ TINY = {
     "vision": {"depth": 2, "hidden_size": 96, "intermediate_size": 192, "num_heads": 2},
     "image_pixels": 112 * 112,  # a 16:9 frame becomes 84x140 px: 6x10 patches -> 15 tokens after 2x2 merging
 }
-# Optional spec keys: "patch_size" (vision patch side in pixels, default 14, Qwen's), e.g. 28 with
+# Optional spec key "patch_size": the vision patch side in pixels (default Qwen's 14); e.g. 28 with
 # image_pixels 56*56 gives one visual token per frame.
+DEFAULT_PATCH_SIZE = 14
+
+
+def patch_size(spec: dict) -> int:
+    return spec.get("patch_size", DEFAULT_PATCH_SIZE)
 
 
 def _training_text() -> list[str]:
@@ -94,10 +99,10 @@ def build_tokenizer(vocab_size: int):
     return fast
 
 
-def build_image_processor(image_pixels: int, patch_size: int = 14):
+def build_image_processor(image_pixels: int, patch: int = DEFAULT_PATCH_SIZE):
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    return Qwen2VLImageProcessorPil(min_pixels=image_pixels, max_pixels=image_pixels, patch_size=patch_size)
+    return Qwen2VLImageProcessorPil(min_pixels=image_pixels, max_pixels=image_pixels, patch_size=patch)
 
 
 def build_model(tokenizer, spec: dict, seed: int = 0):
@@ -122,9 +127,9 @@ def build_model(tokenizer, spec: dict, seed: int = 0):
         vision_config={
             **vision,
             "out_hidden_size": text["hidden_size"],
-            "patch_size": spec.get("patch_size", 14),
+            "patch_size": patch_size(spec),
             "fullatt_block_indexes": [vision["depth"] - 1],
-            "window_size": 4 * spec.get("patch_size", 14),  # 2x2 merged tokens per window
+            "window_size": 4 * patch_size(spec),  # 2x2 merged tokens per window
         },
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
@@ -156,7 +161,7 @@ def ensure_tiny_model(path: Path | None = None, seed: int = 0, spec: dict | None
     import shutil
 
     tokenizer = build_tokenizer(spec["vocab_size"])
-    image_processor = build_image_processor(spec["image_pixels"], spec.get("patch_size", 14))
+    image_processor = build_image_processor(spec["image_pixels"], patch_size(spec))
     model = build_model(tokenizer, spec, seed)
     tmp = path.with_name(path.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
