@@ -138,3 +138,39 @@ def test_time_budget_stops_training_with_a_checkpoint(
     summary = train([*cmd, "--time-budget-s", "0.001"], s3_server)
     assert summary["stopped_by_time_budget"] is True and summary["steps"] == 1
     assert json.loads(Storage(s3_settings).get_bytes("s3://mvp/ck/budget/latest.json"))["step"] == 1
+
+
+def test_grpo_raises_the_reward_it_is_given(
+    samples_uri: str, reward_server: Proc, s3_server: Proc, tmp_path: Path
+) -> None:
+    """The reduced learning test: GRPO must raise the reward of its own rollouts, beyond the drift a
+    run that cannot learn shows. A short format warm-up (40 steps) leaves the tiny model's sampled
+    answers well-formed about a third of the time; 30 GRPO steps (4 prompts x 8) must push that up.
+
+    Measured on the 2-core dev machine (mean of steps 26-30 minus mean of steps 1-5):
+    - learning (lr 3e-4), seeds 0 and 1: reward +0.102 and +0.076, format rate +0.34 and +0.21;
+    - control (lr 1e-9: same sampling, no learning), seeds 0, 1, 2: reward +0.014, -0.020, -0.019,
+      format rate +0.018, -0.019, -0.031.
+    The thresholds (reward +0.04, format +0.10) sit above every control run and below every
+    learning run. What this does not show: task accuracy. The tiny model learns the answer format
+    from the reward, not which frames fill the gap (docs/trainer.md, "The learning proof")."""
+    logdir = tmp_path / "learn"
+    cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/learn", logdir)
+    for flag, value in {
+        "--steps": "30",
+        "--sft-steps": "40",
+        "--prompts-per-step": "4",
+        "--group-size": "8",
+        "--max-new-tokens": "12",
+        "--checkpoint-every": "30",
+    }.items():
+        cmd[cmd.index(flag) + 1] = value
+    train([*cmd, "--seed", "0"], s3_server)
+    log = rows(logdir)
+    first, last = [log[s] for s in range(1, 6)], [log[s] for s in range(26, 31)]
+
+    def mean(entries: list[dict], key: str) -> float:
+        return sum(e[key] for e in entries) / len(entries)
+
+    gain = {key: mean(last, key) - mean(first, key) for key in ("reward", "format")}
+    assert gain["reward"] > 0.04 and gain["format"] > 0.10, gain
