@@ -238,7 +238,7 @@ def test_a_real_prometheus_scrapes_the_server(server: Proc, tmp_path: Path) -> N
     query the vLLM-named series."""
     import time
 
-    from tests.procs import free_port, port_open, wait_for
+    from tests.procs import free_port, wait_for
 
     if shutil.which("prometheus") is None:
         pytest.skip("prometheus not installed (make test installs it)")
@@ -261,7 +261,9 @@ def test_a_real_prometheus_scrapes_the_server(server: Proc, tmp_path: Path) -> N
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: port_open(port), 60, "prometheus", prom)
+        # the port opens before the TSDB is up; until /-/ready says 200 the API answers 503
+        ready = f"http://127.0.0.1:{port}/-/ready"
+        wait_for(lambda: urllib.request.urlopen(ready, timeout=5).status == 200, 120, "prometheus", prom)
         query = f"http://127.0.0.1:{port}/api/v1/query?query=vllm:generation_tokens_total"
 
         def scraped() -> bool:

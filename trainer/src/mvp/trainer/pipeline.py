@@ -93,6 +93,7 @@ class Pipeline:
             record.status, record.detail = "skipped", missing
             say(f"   skipped: {missing}")
             return
+        self.sup.check_interrupted()
         record.status = "running"
         t0 = time.perf_counter()
         try:
@@ -203,7 +204,6 @@ class Pipeline:
         from tqdm import tqdm
 
         from mvp.clients import SynthClient
-        from mvp.synth.cli import job_progress
         from mvp.v1 import synthesis_pb2
 
         config = self.config.synth.model_copy(update={"seed": self.config.seed})
@@ -214,7 +214,7 @@ class Pipeline:
                 output = f"s3://{self.config.bucket}/samples/{digest}/{split}"
                 bar = tqdm(desc=f"   synth {split}", unit="video", file=sys.stderr, total=None)
                 final = client.run_job(
-                    info["input"], output, config.to_proto(), on_update=partial(job_progress, bar), timeout=1800
+                    info["input"], output, config.to_proto(), on_update=partial(self._job_update, bar), timeout=1800
                 )
                 bar.close()
                 if final.state != synthesis_pb2.JOB_STATE_SUCCEEDED:
@@ -231,6 +231,12 @@ class Pipeline:
                 )
                 parts.append(f"{split}: {final.samples_written} samples from {final.videos_ok} videos")
         return "; ".join(parts)
+
+    def _job_update(self, bar, job) -> None:
+        from mvp.synth.cli import job_progress
+
+        self.sup.check_interrupted()
+        job_progress(bar, job)
 
     def _samples_uri(self, split: str) -> str:
         return self.state.splits[split]["output"] + "/samples.jsonl"
@@ -348,10 +354,15 @@ class Pipeline:
 
     def run(self) -> int:
         def terminate(signum: int, _frame: object) -> None:
+            self.sup.interrupted = signum
             raise KeyboardInterrupt(f"signal {signum}")
 
-        # SIGTERM (a scheduler, `kill`) must stop the children too, exactly like Ctrl-C.
-        previous = signal.signal(signal.SIGTERM, terminate)
+        # SIGTERM (a scheduler, `kill`) must stop the children too, exactly like Ctrl-C. SIGINT
+        # stays ignored where the run was started with it ignored (a background job).
+        stops = [signal.SIGTERM]
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            stops.append(signal.SIGINT)
+        previous = {sig: signal.signal(sig, terminate) for sig in stops}
         try:
             self.stage("store", self.start_store)
             self.stage("corpus", self.corpus)
@@ -371,7 +382,8 @@ class Pipeline:
             say("\nmvp run interrupted; stopping everything it started")
             return 130
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.sup.stop_all()
         self._print_table()
         say(f"\nreport: {self.state.artifacts.get('report')}")

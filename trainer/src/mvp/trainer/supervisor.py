@@ -46,7 +46,15 @@ class Supervisor:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.children: list[Child] = []
+        # The signal that asked the run to stop. Its handler also raises KeyboardInterrupt, but a
+        # library that catches it in a blocking call (or turns it into its own error) would lose
+        # it; the loops here re-raise from this flag, so an interrupt is never lost.
+        self.interrupted: int | None = None
         log_dir.mkdir(parents=True, exist_ok=True)
+
+    def check_interrupted(self) -> None:
+        if self.interrupted is not None:
+            raise KeyboardInterrupt(f"signal {self.interrupted}")
 
     def start(
         self,
@@ -82,6 +90,7 @@ class Supervisor:
     def wait_ready(self, child: Child, ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.check_interrupted()
             if child.popen.poll() is not None:
                 raise StageError(
                     f"{child.name} exited with code {child.popen.returncode} while starting; "
