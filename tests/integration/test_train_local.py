@@ -34,8 +34,9 @@ def samples_uri(s3_server: Proc, tmp_path_factory: pytest.TempPathFactory) -> st
     return "s3://mvp/train-test/samples/samples.jsonl"
 
 
-def train_cmd(samples: str, reward: Proc, output: str, logdir: Path) -> list[str]:
-    return [
+def train_cmd(samples: str, reward: Proc, output: str, logdir: Path, **flags: str) -> list[str]:
+    """The small `mvp train` run these tests share; ``flags`` (``sft_steps="40"``) replace its values."""
+    cmd = [
         *MVP,
         "train",
         "--backend",
@@ -65,6 +66,9 @@ def train_cmd(samples: str, reward: Proc, output: str, logdir: Path) -> list[str
         "--max-new-tokens",
         "8",
     ]
+    for name, value in flags.items():
+        cmd[cmd.index("--" + name.replace("_", "-")) + 1] = value
+    return cmd
 
 
 def env_for(s3: Proc) -> dict[str, str]:
@@ -133,8 +137,7 @@ def test_time_budget_stops_training_with_a_checkpoint(
 ) -> None:
     """--time-budget-s ends GRPO early (the learning benchmark's 15-minute bar) and still commits a
     checkpoint of the last step."""
-    cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/budget", tmp_path / "budget")
-    cmd[cmd.index("--steps") + 1] = "50"
+    cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/budget", tmp_path / "budget", steps="50")
     summary = train([*cmd, "--time-budget-s", "0.001"], s3_server)
     assert summary["stopped_by_time_budget"] is True and summary["steps"] == 1
     assert json.loads(Storage(s3_settings).get_bytes("s3://mvp/ck/budget/latest.json"))["step"] == 1
@@ -155,16 +158,18 @@ def test_grpo_raises_the_reward_it_is_given(
     learning run. What this does not show: task accuracy. The tiny model learns the answer format
     from the reward, not which frames fill the gap (docs/trainer.md, "The learning proof")."""
     logdir = tmp_path / "learn"
-    cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/learn", logdir)
-    for flag, value in {
-        "--steps": "30",
-        "--sft-steps": "40",
-        "--prompts-per-step": "4",
-        "--group-size": "8",
-        "--max-new-tokens": "12",
-        "--checkpoint-every": "30",
-    }.items():
-        cmd[cmd.index(flag) + 1] = value
+    cmd = train_cmd(
+        samples_uri,
+        reward_server,
+        "s3://mvp/ck/learn",
+        logdir,
+        steps="30",
+        sft_steps="40",
+        prompts_per_step="4",
+        group_size="8",
+        max_new_tokens="12",
+        checkpoint_every="30",
+    )
     train([*cmd, "--seed", "0"], s3_server)
     log = rows(logdir)
     first, last = [log[s] for s in range(1, 6)], [log[s] for s in range(26, 31)]
