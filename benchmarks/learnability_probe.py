@@ -13,7 +13,10 @@ model, not the pipeline) and are planned into samples by synth-service's own alg
 spec (``--spec`` overrides TINY's keys), encoded by the trainer's ``Policy``.
 
     python benchmarks/learnability_probe.py [--task mvp|match] [--seconds 600] \
-        [--spec '{"patch_size": 28, "image_pixels": 3136}']
+        [--spec '{"patch_size": 28, "image_pixels": 3136}'] [--curriculum 1:1:2500,1:2:1000]
+
+``--curriculum`` trains on easier (K, l) first, a fixed number of steps each, then on -k/-l for
+the rest of the budget; held-out samples are always -k/-l.
 
 The last line is JSON: held-out exact before/after, chance, ratio to chance, steps, samples seen.
 """
@@ -90,6 +93,20 @@ def match_rows(videos: dict[int, list], k: int, l_: int, count: int, rng: random
     return rows
 
 
+def parse_curriculum(text: str) -> list[tuple[int, int, int]]:
+    """'K:l:steps,...' -> [(K, l, steps), ...]; empty text: no curriculum."""
+    stages = []
+    for item in filter(None, text.split(",")):
+        try:
+            k, l_, steps = (int(x) for x in item.split(":"))
+        except ValueError:
+            raise SystemExit(f"--curriculum: {item!r} is not K:l:steps") from None
+        if k < 1 or l_ < 0 or steps < 1:
+            raise SystemExit(f"--curriculum: {item!r} needs K >= 1, l >= 0, steps >= 1")
+        stages.append((k, l_, steps))
+    return stages
+
+
 def chance_exact(k: int, pool: int) -> float:
     return 1.0 / math.perm(pool, k)
 
@@ -118,7 +135,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--curriculum", default="", help="easier stages first: 'K:l:steps,...'")
     args = parser.parse_args()
+    curriculum = parse_curriculum(args.curriculum)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
 
@@ -128,19 +147,23 @@ def main() -> None:
     videos = render_videos(train_seeds + heldout_seeds, args.video_seconds)
     train_videos = {s: videos[s] for s in train_seeds}
     heldout_videos = {s: videos[s] for s in heldout_seeds}
-    if args.task == "mvp":
-        train = mvp_rows(train_videos, args.k, args.l, args.n, per_video=8)
-        heldout = mvp_rows(heldout_videos, args.k, args.l, args.n, per_video=2)
-    else:
-        train = match_rows(train_videos, args.k, args.l, 8 * args.train_videos, rng)
-        heldout = match_rows(heldout_videos, args.k, args.l, 2 * args.heldout_videos, random.Random(1))
+
+    def rows(videos_: dict[int, list], k: int, l_: int, per_video: int, rng_: random.Random) -> list[dict]:
+        if args.task == "mvp":
+            return mvp_rows(videos_, k, l_, args.n, per_video)
+        return match_rows(videos_, k, l_, per_video * len(videos_), rng_)
+
+    stage_rows = {(k, l_): rows(train_videos, k, l_, 8, rng) for k, l_, _ in curriculum}
+    train = rows(train_videos, args.k, args.l, 8, rng)
+    heldout = rows(heldout_videos, args.k, args.l, 2, random.Random(1))
+    stage_ends = [sum(st[2] for st in curriculum[: i + 1]) for i in range(len(curriculum))]
     spec = merge_spec(TINY, json.loads(args.spec))
     workdir = Path(tempfile.mkdtemp(prefix="mvp-probe-"))
     policy = Policy(args.model or ensure_tiny_model(workdir / "model", seed=args.seed, spec=spec))
     model = policy.model
 
     # Each frame goes through the image processor once.
-    used = sorted({f for row in train + heldout for f in row["frames"]})
+    used = sorted({f for rows_ in [train, heldout, *stage_rows.values()] for row in rows_ for f in row["frames"]})
     pixels, grids = {}, {}
     for key in used:
         out = policy.image_processor(images=[Image.fromarray(videos[key[0]][key[1]])], return_tensors="pt")
@@ -203,7 +226,9 @@ def main() -> None:
     curve, losses, step, t1 = [], [], 0, time.perf_counter()
     while step < args.max_steps and time.perf_counter() - t1 < args.seconds:
         step += 1
-        logits, target = forward([train[rng.randrange(len(train))] for _ in range(args.batch)])
+        stage = next((i for i, end in enumerate(stage_ends) if step <= end), None)
+        source = train if stage is None else stage_rows[curriculum[stage][:2]]
+        logits, target = forward([source[rng.randrange(len(source))] for _ in range(args.batch)])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
         optimizer.zero_grad()
         loss.backward()
@@ -212,8 +237,14 @@ def main() -> None:
         losses.append(loss.item())
         if step % args.eval_every == 0:
             exact = evaluate()
+            k, l_ = (args.k, args.l) if stage is None else curriculum[stage][:2]
             curve.append(
-                {"step": step, "loss": round(sum(losses[-args.eval_every :]) / args.eval_every, 4), "exact": exact}
+                {
+                    "step": step,
+                    "train_k_l": [k, l_],
+                    "loss": round(sum(losses[-args.eval_every :]) / args.eval_every, 4),
+                    "exact": exact,
+                }
             )
             print(json.dumps(curve[-1]), file=sys.stderr)
     after = evaluate()
@@ -227,6 +258,7 @@ def main() -> None:
                 "visual_tokens_per_frame": int(next(iter(grids.values()))[0].prod()) // policy.merge**2,
                 "train_samples": len(train),
                 "heldout_samples": len(heldout),
+                "curriculum": args.curriculum,
                 "steps": step,
                 "samples_seen": step * args.batch,
                 "train_seconds": round(time.perf_counter() - t1, 1),

@@ -65,3 +65,11 @@ def test_spec_overrides_merge_nested_keys(probe):
     spec = probe.merge_spec(TINY, {"patch_size": 28, "text": {"num_hidden_layers": 4}})
     assert spec["patch_size"] == 28 and spec["text"]["num_hidden_layers"] == 4
     assert spec["text"]["hidden_size"] == TINY["text"]["hidden_size"] and "patch_size" not in TINY
+
+
+def test_curriculum_parses_stages_and_rejects_bad_ones(probe):
+    assert probe.parse_curriculum("") == []
+    assert probe.parse_curriculum("1:1:2500,1:2:1000") == [(1, 1, 2500), (1, 2, 1000)]
+    for bad in ["1:1", "a:1:5", "0:1:5", "1:-1:5", "1:1:0"]:
+        with pytest.raises(SystemExit, match="--curriculum"):
+            probe.parse_curriculum(bad)
