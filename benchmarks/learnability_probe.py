@@ -24,6 +24,8 @@ The last line is JSON: held-out exact before/after, chance, ratio to chance, ste
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import math
 import random
@@ -156,7 +158,7 @@ def main() -> None:
     stage_rows = {(k, l_): rows(train_videos, k, l_, 8, rng) for k, l_, _ in curriculum}
     train = rows(train_videos, args.k, args.l, 8, rng)
     heldout = rows(heldout_videos, args.k, args.l, 2, random.Random(1))
-    stage_ends = [sum(st[2] for st in curriculum[: i + 1]) for i in range(len(curriculum))]
+    stage_ends = list(itertools.accumulate(steps for _, _, steps in curriculum))
     spec = merge_spec(TINY, json.loads(args.spec))
     workdir = Path(tempfile.mkdtemp(prefix="mvp-probe-"))
     policy = Policy(args.model or ensure_tiny_model(workdir / "model", seed=args.seed, spec=spec))
@@ -226,8 +228,9 @@ def main() -> None:
     curve, losses, step, t1 = [], [], 0, time.perf_counter()
     while step < args.max_steps and time.perf_counter() - t1 < args.seconds:
         step += 1
-        stage = next((i for i, end in enumerate(stage_ends) if step <= end), None)
-        source = train if stage is None else stage_rows[curriculum[stage][:2]]
+        stage = bisect.bisect_left(stage_ends, step)  # the first stage ending at or after this step
+        k_l = curriculum[stage][:2] if stage < len(curriculum) else (args.k, args.l)
+        source = stage_rows[k_l] if stage < len(curriculum) else train
         logits, target = forward([source[rng.randrange(len(source))] for _ in range(args.batch)])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
         optimizer.zero_grad()
@@ -237,11 +240,10 @@ def main() -> None:
         losses.append(loss.item())
         if step % args.eval_every == 0:
             exact = evaluate()
-            k, l_ = (args.k, args.l) if stage is None else curriculum[stage][:2]
             curve.append(
                 {
                     "step": step,
-                    "train_k_l": [k, l_],
+                    "train_k_l": list(k_l),
                     "loss": round(sum(losses[-args.eval_every :]) / args.eval_every, 4),
                     "exact": exact,
                 }
