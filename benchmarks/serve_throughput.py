@@ -43,8 +43,8 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from mvp.trainer.policy import Policy
-    from mvp.trainer.tiny_model import ensure_tiny_model
+    from mvp.model.policy import Policy
+    from mvp.model.tiny import ensure_tiny_model
     from tests.procs import REPO, start_serve
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

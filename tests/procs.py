@@ -117,7 +117,8 @@ def start_synth(tmp: Path, s3_port: int, *extra: str) -> Proc:
 
 def start_serve(tmp: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 120) -> Proc:
     port = free_port()
-    proc = start(["serve", "--port", str(port), *extra], tmp / f"serve-{port}.log", env)
+    model = [] if "--model" in extra else ["--model", "tiny"]  # the fast fixture unless a test names one
+    proc = start(["serve", "--port", str(port), *model, *extra], tmp / f"serve-{port}.log", env)
     proc.ports = {"http": port}
     wait_for(lambda: port_open(port), timeout, "mvp serve", proc.popen)
     return proc

@@ -227,7 +227,7 @@ def test_env_var_names_are_read_by_the_code(overlay: str) -> None:
                 continue
             unknown = {e["name"] for e in c.get("env", [])} - known
             assert not unknown, f"{obj['metadata']['name']}/{c['name']} sets variables nothing reads: {unknown}"
-    assert "MVP_CACHE_DIR" in (REPO / "trainer/src/mvp/trainer/tiny_model.py").read_text()
+    assert "MVP_CACHE_DIR" in (REPO / "model/src/mvp/model/tiny.py").read_text()
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

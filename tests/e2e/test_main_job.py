@@ -34,7 +34,7 @@ def children_of_run(out: Path) -> set[int]:
 def test_main_job_small(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
     out = tmp_path / "run"
-    args = [*MVP, "run", "--videos", "4", "--video-seconds", "12", "--steps", "2", "--out", str(out)]
+    args = [*MVP, "run", "--model", "tiny", "--videos", "4", "--video-seconds", "12", "--steps", "2", "--out", str(out)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== [4] synthesis" in proc.stderr
@@ -73,7 +73,7 @@ def test_interrupted_run_stops_every_child(tmp_path: Path, sig: signal.Signals) 
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
     proc = subprocess.Popen(
-        [*MVP, "run", "--videos", "4", "--video-seconds", "12", "--steps", "50", "--out", str(out)],
+        [*MVP, "run", "--model", "tiny", "--videos", "4", "--video-seconds", "12", "--steps", "50", "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -39,6 +39,10 @@ def train_cmd(samples: str, reward: Proc, output: str, logdir: Path, **flags: st
     cmd = [
         *MVP,
         "train",
+        "--model",
+        "tiny",
+        "--lr",
+        "3e-4",
         "--backend",
         "local",
         "--train-samples",

@@ -60,7 +60,7 @@ def test_chance_is_one_over_ordered_picks(probe):
 
 
 def test_spec_overrides_merge_nested_keys(probe):
-    from mvp.trainer.tiny_model import TINY
+    from mvp.model.tiny import TINY
 
     spec = probe.merge_spec(TINY, {"patch_size": 28, "text": {"num_hidden_layers": 4}})
     assert spec["patch_size"] == 28 and spec["text"]["num_hidden_layers"] == 4

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mvp.trainer.policy import Policy
-from mvp.trainer.tiny_model import TINY, ensure_tiny_model
+from mvp.model.policy import Policy
+from mvp.model.tiny import TINY, ensure_tiny_model
 
 
 def test_patch_size_28_gives_one_visual_token_per_frame(tmp_path):

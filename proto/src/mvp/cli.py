@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("mvp.trainer.train_cli", "mvp-trainer", "GRPO post-training (local CPU loop or OpenRLHF)"),
     "eval": ("mvp.trainer.eval_cli", "mvp-trainer", "evaluate a checkpoint on held-out MVP samples"),
     "data": ("mvp.synth.data_cli", "mvp-synth-service", "generate the procedural video corpus"),
+    "model": ("mvp.model.cli", "mvp-model", "build the Video LLMs; distil, align mvp-smol (build | distill | align)"),
     "serve": ("mvp.inference.cli", "mvp-inference", "serve a Video LLM behind an OpenAI-compatible API"),
     "store": ("mvp.common.store_cli", "mvp-common[store]", "the embedded S3 store; create buckets; upload folders"),
     "health": ("mvp.common.health_cli", "mvp-common", "wait until gRPC servers report SERVING"),

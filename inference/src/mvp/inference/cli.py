@@ -59,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(ServeSettings, args)
     backend = "vllm" if settings.vllm_url else pick_backend(settings.backend)
     storage = Storage(settings_from_args(StoreSettings, args))
-    path = resolve_model(settings.model or "tiny", storage, Path(tempfile.gettempdir()) / "mvp-serve-cache")
+    path = resolve_model(settings.model, storage, Path(tempfile.gettempdir()) / "mvp-serve-cache")
     vllm_proc = None
     if backend == "vllm":
         from mvp.inference.vllm_backend import VllmUpstream
@@ -73,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
                 return 1
         state = App(settings, None, storage, upstream=VllmUpstream(url), model_root=str(path))
     else:
-        from mvp.trainer.policy import Policy
+        from mvp.model.policy import Policy
 
         state = App(settings, Policy(path), storage)
     config = uvicorn.Config(

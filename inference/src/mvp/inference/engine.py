@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mvp.inference import metrics
-from mvp.trainer.policy import Encoded, Policy
+from mvp.model.policy import Encoded, Policy
 
 log = logging.getLogger(__name__)
 

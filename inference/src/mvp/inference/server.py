@@ -26,7 +26,7 @@ from mvp.inference.engine import GenRequest, TransformersEngine
 from mvp.inference.media import MediaError, MediaFetcher
 from mvp.inference.settings import ServeSettings
 from mvp.inference.vllm_backend import VllmUpstream, openai_messages
-from mvp.trainer.policy import Policy
+from mvp.model.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -368,9 +368,9 @@ async def _stream(
 async def _predict(state: App, body: PredictRequest) -> dict:
     """Answers an MVP sample (prompt with <image> slots + its frames) greedily, parses the answer
     with the reward library, and scores it through the reward-service when one is configured."""
+    from mvp.model.policy import IMAGE_PLACEHOLDER, prompt_messages
     from mvp.reward.core import Label, parse_answer
     from mvp.synth.corpus import label_json
-    from mvp.trainer.policy import IMAGE_PLACEHOLDER, prompt_messages
 
     sample = body.sample
     try:

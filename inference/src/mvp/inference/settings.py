@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,8 +13,14 @@ class ServeSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to bind (0.0.0.0 in containers).")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port of the OpenAI-compatible API.")
-    model: str | None = Field(None, description="Checkpoint folder or s3:// URI; unset: the built-in tiny model.")
-    served_model_name: str = Field("mvp-tiny", description="The model id clients send and /v1/models lists.")
+    model: str = Field(
+        "smol", description="Checkpoint folder or s3:// URI; 'smol': mvp-smol (default); 'tiny': the test fixture."
+    )
+    served_model_name: str | None = Field(
+        None,
+        description="The model id clients send and /v1/models lists. "
+        "Unset: 'mvp-tiny' for --model tiny, else 'mvp-smol'.",
+    )
     backend: Literal["auto", "transformers", "vllm"] = Field(
         "auto", description="auto: vLLM when a GPU and vLLM are present, else transformers."
     )
@@ -51,3 +57,9 @@ class ServeSettings(BaseSettings):
         "", description="vLLM backend: more flags for the launched vLLM server, verbatim (e.g. '--dtype bfloat16')."
     )
     reward_addr: str | None = Field(None, description="reward-service host:port, to score /v1/mvp/predict answers.")
+
+    @model_validator(mode="after")
+    def _name_from_model(self) -> ServeSettings:
+        if self.served_model_name is None:
+            self.served_model_name = "mvp-tiny" if self.model == "tiny" else "mvp-smol"
+        return self

@@ -13,7 +13,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Greedy answers of a checkpoint on held-out MVP samples, scored by the reward-service: mean "
         "reward, exact / selection / ordering, format rate, and the chance level of exact accuracy."
     )
-    parser.add_argument("--model", default="tiny", help="checkpoint folder or s3:// URI, or 'tiny'")
+    parser.add_argument("--model", default="smol", help="checkpoint folder or s3:// URI, 'smol' (default) or 'tiny'")
     parser.add_argument("--samples", required=True, help="held-out samples.jsonl (folder path or s3://)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
     parser.add_argument("--reward-addr", default="127.0.0.1:50052", help="reward-service host:port")

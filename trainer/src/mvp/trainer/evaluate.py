@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from mvp.model.policy import Policy
 from mvp.trainer.data import Example
-from mvp.trainer.policy import Policy
 
 
 def chance_exact(examples: list[Example]) -> float:

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mvp.common.settings import load_config_file
 from mvp.common.storage import Storage, is_s3
+from mvp.model.policy import prompt_messages
 from mvp.trainer.openrlhf_args import OPENRLHF_VERSION, parser
-from mvp.trainer.policy import prompt_messages
 
 # Versions that work together: OpenRLHF 0.11.2's own pins (its wheel's Requires-Dist).
 PINS = {

@@ -33,6 +33,11 @@ class RunConfig(BaseModel):
     """Everything `mvp run` does, with defaults sized for ~10 minutes on a 2-core CPU."""
 
     input: str | None = Field(None, description="Folder or s3://bucket/prefix of your videos (default: procedural).")
+    model: str = Field(
+        "smol",
+        description="Starting Video LLM: 'smol' (mvp-smol, aligned, the default), 'tiny' (random-init test "
+        "fixture), a checkpoint folder or s3:// URI.",
+    )
     videos: int = Field(24, ge=2, description="Procedural videos to generate (a quarter are held out).")
     video_seconds: float = Field(20.0, gt=0, description="Length of each procedural video.")
     steps: int = Field(40, ge=0, description="GRPO steps of the local training run.")
@@ -84,6 +89,7 @@ class Pipeline:
         self.out = config.out.resolve()
         self.state = RunState(config)
         self.sup = Supervisor(self.out / "logs")
+        self.served_name = "mvp-tiny" if config.model == "tiny" else "mvp-smol"
 
     def stage(self, name: str, func: Callable[[], str | None], *, missing: str | None = None) -> None:
         record = StageRecord(name)
@@ -245,7 +251,11 @@ class Pipeline:
         from mvp.trainer.runner import evaluate_checkpoint
 
         result = evaluate_checkpoint(
-            "tiny", self._samples_uri("heldout"), self.state.reward_addr, self.state.store, self.config.eval_limit
+            self.config.model,
+            self._samples_uri("heldout"),
+            self.state.reward_addr,
+            self.state.store,
+            self.config.eval_limit,
         )
         self.state.evals["before"] = result
         return _fmt_eval(result)
@@ -256,7 +266,7 @@ class Pipeline:
         train_cfg = self.config.train.model_copy(update={"steps": self.config.steps, "seed": self.config.seed})
         output = f"s3://{self.config.bucket}/checkpoints/{run_id(self.config)}"
         summary = train_local(
-            model="tiny",
+            model=self.config.model,
             train_samples=self._samples_uri("train"),
             eval_samples=None,
             output=output,
@@ -297,8 +307,8 @@ class Pipeline:
 
         from mvp.clients import RewardClient
         from mvp.common.storage import Storage
+        from mvp.model.policy import IMAGE_PLACEHOLDER
         from mvp.synth.corpus import label_json
-        from mvp.trainer.policy import IMAGE_PLACEHOLDER
 
         port = free_port()
         args = [
@@ -307,6 +317,8 @@ class Pipeline:
             str(port),
             "--model",
             self.state.artifacts["checkpoint"],
+            "--served-model-name",
+            self.served_name,
             "--allowed-buckets",
             self.config.bucket,
             "--reward-addr",
@@ -328,7 +340,7 @@ class Pipeline:
                 content.append({"type": "text", "text": chunk})
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=2)
         reply = client.chat.completions.create(
-            model="mvp-tiny", messages=[{"role": "user", "content": content}], max_tokens=32, temperature=0
+            model=self.served_name, messages=[{"role": "user", "content": content}], max_tokens=32, temperature=0
         )
         answer = reply.choices[0].message.content or ""
         with RewardClient(self.state.reward_addr) as rc:

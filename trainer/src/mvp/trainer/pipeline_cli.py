@@ -14,6 +14,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "and samples already in the store."
     )
     parser.add_argument("--input", default=None, help="your videos: folder or s3://bucket/prefix (default: procedural)")
+    parser.add_argument("--model", default=None, help="starting model: smol (default), tiny, a folder or s3:// URI")
     parser.add_argument("--videos", type=int, default=None, help="procedural videos to generate (default 24)")
     parser.add_argument("--video-seconds", type=float, default=None, help="length of procedural videos")
     parser.add_argument("--steps", type=int, default=None, help="GRPO training steps")
@@ -37,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     values = load_config_file(args.config) if args.config else {}
     for name in (
         "input",
+        "model",
         "videos",
         "video_seconds",
         "steps",

@@ -13,17 +13,22 @@ import torch
 from mvp.clients import RewardClient
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage, is_s3
+from mvp.model.policy import Policy
 from mvp.trainer.curves import CurveLogger
 from mvp.trainer.data import load_examples
 from mvp.trainer.evaluate import evaluate
 from mvp.trainer.local import LocalTrainConfig, LocalTrainer, download_checkpoint
-from mvp.trainer.policy import Policy
 
 
 def resolve_model(model: str, storage: Storage, cache: Path) -> Path:
-    """'tiny' -> the built-in tiny model; s3://… -> downloaded once into cache; else a folder."""
+    """'smol' -> mvp-smol (built once into the cache); 'tiny' -> the random-init test fixture;
+    s3://… -> downloaded once into cache; else a folder."""
+    if model == "smol":
+        from mvp.model.smol import ensure_smol_model
+
+        return ensure_smol_model()
     if model == "tiny":
-        from mvp.trainer.tiny_model import ensure_tiny_model
+        from mvp.model.tiny import ensure_tiny_model
 
         return ensure_tiny_model()
     if is_s3(model):

@@ -18,7 +18,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "the store, resumable). --backend openrlhf launches OpenRLHF on a Ray cluster."
     )
     parser.add_argument("--backend", choices=["local", "openrlhf"], default="local")
-    parser.add_argument("--model", default="tiny", help="checkpoint folder, or 'tiny' for the built-in tiny Qwen2.5-VL")
+    parser.add_argument(
+        "--model",
+        default="smol",
+        help="checkpoint folder or s3:// URI; 'smol' (default): mvp-smol; 'tiny': the random-init test fixture",
+    )
     parser.add_argument("--train-samples", help="samples.jsonl of the training split (folder path or s3://)")
     parser.add_argument("--eval-samples", default=None, help="samples.jsonl of the held-out split")
     parser.add_argument("--eval-limit", type=int, default=64, help="held-out samples evaluated")

