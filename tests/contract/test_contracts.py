@@ -65,7 +65,7 @@ def test_reward_config_proto_matches_library_fields() -> None:
 
 def test_cli_lists_every_component() -> None:
     out = subprocess.run([*MVP, "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("run", "synth", "reward", "train", "eval", "data", "serve", "store"):
+    for command in ("run", "synth", "reward", "model", "train", "eval", "data", "serve", "store"):
         assert f"    {command}" in out
 
 

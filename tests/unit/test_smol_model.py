@@ -78,3 +78,37 @@ def test_corrupted_file_is_rejected_before_it_is_read(tmp_path, monkeypatch):
     (package / "model.gguf").unlink()
     with pytest.raises(WeightsError, match="is missing; reinstall"):
         fake.path()
+
+
+def test_curriculum_parses_and_rejects_malformed_stages():
+    from mvp.model.align import AlignConfig
+
+    assert AlignConfig(curriculum="1:2:other:700,3:3:same:400").stages() == [(1, 2, False, 700), (3, 3, True, 400)]
+    for bad in ("1:2:other", "1:2:near:10", "0:2:same:10", "1:2:same:0", "a:2:same:10"):
+        with pytest.raises(ValueError, match="curriculum stage"):
+            AlignConfig(curriculum=bad).stages()
+
+
+def test_alignment_writes_weights_that_the_assembly_merges(tmp_path):
+    """A few alignment steps end to end: the merger and one LoRA pair per q/v projection are saved,
+    and the assembled model carries exactly W + B @ A (as stored, fp16)."""
+    from mvp.model.align import AlignConfig, align
+
+    out = tmp_path / "align.safetensors"
+    config = AlignConfig(
+        train_videos=2, held_out_videos=2, held_out_samples=2, curriculum="1:1:other:4", batch=2, eval_every=2
+    )
+    summary = align(config, out=out, log=lambda _: None)
+    assert summary["samples"] == 4 and out.with_suffix(".png").exists()
+    assert set(summary["after"]) == {"K1-l1-other"}
+    state = load_file(str(out))
+    loras = [k for k in state if k.startswith("lora.") and k.endswith(".A")]
+    assert len(loras) == 2 * smol.TEXT["num_hidden_layers"]
+    assert any(k.startswith("merger.") for k in state)
+    base, _, _ = smol.assemble(align_weights=None)
+    merged, _, _ = smol.assemble(align_weights=out)
+    name = loras[0].removeprefix("lora.").removesuffix(".A")
+    a, b = state[f"lora.{name}.A"].float(), state[f"lora.{name}.B"].float()
+    params, merged_params = dict(base.named_parameters()), dict(merged.named_parameters())
+    assert torch.allclose(merged_params[name], params[name] + b @ a, atol=1e-6)
+    assert float((b @ a).abs().max()) > 0  # training moved the delta away from its zero start

@@ -62,7 +62,7 @@ def _serve(args: argparse.Namespace) -> int:
     path = resolve_model(settings.model, storage, Path(tempfile.gettempdir()) / "mvp-serve-cache")
     vllm_proc = None
     if backend == "vllm":
-        from mvp.inference.vllm_backend import VllmUpstream
+        from mvp.inference.vllm_backend import VllmUpstream, model_sizer
 
         url = settings.vllm_url
         if url is None:
@@ -71,7 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
             except RuntimeError as exc:
                 print(f"mvp serve: {exc}", file=sys.stderr)
                 return 1
-        state = App(settings, None, storage, upstream=VllmUpstream(url), model_root=str(path))
+        state = App(settings, None, storage, upstream=VllmUpstream(url, sized=model_sizer(path)), model_root=str(path))
     else:
         from mvp.model.policy import Policy
 

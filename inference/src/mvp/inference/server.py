@@ -298,7 +298,7 @@ async def _forward(state: App, body: ChatRequest) -> JSONResponse | StreamingRes
     state.check(body)
     messages, images = await state.build_prompt(body.messages)
     payload = body.model_dump(exclude_none=True)
-    payload["messages"] = await asyncio.to_thread(openai_messages, messages, images)
+    payload["messages"] = await asyncio.to_thread(openai_messages, messages, images, state.upstream.sized)
     try:
         if body.stream:
             return StreamingResponse(state.upstream.stream(payload), media_type="text/event-stream")
@@ -388,7 +388,9 @@ async def _predict(state: App, body: PredictRequest) -> dict:
     if state.upstream:
         payload = {
             "model": state.name,
-            "messages": await asyncio.to_thread(openai_messages, prompt_messages(prompt), images),
+            "messages": await asyncio.to_thread(
+                openai_messages, prompt_messages(prompt), images, state.upstream.sized
+            ),
             "max_tokens": body.max_tokens,
             "temperature": 0.0,
         }

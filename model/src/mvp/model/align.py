@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.model import smol
 from mvp.model.frames import video_frames
@@ -35,24 +36,26 @@ TRAIN_VIDEOS_FROM = 200_000  # frame-seed ranges: disjoint from distillation and
 HELD_OUT_VIDEOS_FROM = 300_000
 
 
-class AlignConfig(BaseModel):
+class AlignConfig(BaseSettings):
     """How mvp-smol is aligned. The defaults built the committed weights."""
 
-    train_videos: int = Field(64, ge=2, description="Videos whose frames the matching samples are drawn from.")
-    held_out_videos: int = Field(16, ge=2, description="Unseen videos of the held-out samples.")
-    held_out_samples: int = Field(32, ge=1, description="Held-out samples per curriculum stage.")
+    model_config = SettingsConfigDict(env_prefix="MVP_ALIGN_", extra="ignore")
+
+    train_videos: int = Field(48, ge=2, description="Videos whose frames the matching samples are drawn from.")
+    held_out_videos: int = Field(12, ge=2, description="Unseen videos of the held-out samples.")
+    held_out_samples: int = Field(24, ge=1, description="Held-out samples per curriculum stage.")
     curriculum: str = Field(
-        "1:2:other:200,2:3:other:300,2:3:same:300,3:3:same:400",
+        "1:2:other:700,2:3:other:300,2:3:same:400,3:3:same:400",
         description="Stages K:l:other|same:samples, easiest first: K references, l distractors from other "
         "videos or from the same video, trained for that many samples.",
     )
     batch: int = Field(8, ge=1, description="Samples per optimiser step.")
-    lr_merger: float = Field(1e-3, gt=0, description="Peak learning rate of the vision merger (cosine decay).")
-    lr_lora: float = Field(5e-4, gt=0, description="Peak learning rate of the LoRA deltas (cosine decay).")
+    lr_merger: float = Field(2e-3, gt=0, description="Peak learning rate of the vision merger (cosine decay).")
+    lr_lora: float = Field(1e-3, gt=0, description="Peak learning rate of the LoRA deltas (cosine decay).")
     lora_rank: int = Field(16, ge=1, description="Rank of the LoRA deltas on the q/v projections.")
     seed: int = Field(0, ge=0, description="Seed of initialisation and samples.")
     threads: int = Field(2, ge=1, description="torch CPU threads.")
-    eval_every: int = Field(100, ge=1, description="Training samples between held-out evaluations.")
+    eval_every: int = Field(200, ge=1, description="Training samples between held-out evaluations.")
 
     def stages(self) -> list[tuple[int, int, bool, int]]:
         out = []

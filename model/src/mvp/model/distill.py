@@ -19,15 +19,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.model import smol
 from mvp.model.frames import video_frames
 from mvp.model.teacher import FEATURE_DIM, Teacher
 
 
-class DistillConfig(BaseModel):
+class DistillConfig(BaseSettings):
     """How the vision tower is distilled. The defaults built the committed weights."""
+
+    model_config = SettingsConfigDict(env_prefix="MVP_DISTILL_", extra="ignore")
 
     videos: int = Field(300, ge=1, description="Training videos (procedural, never in a corpus).")
     seconds: float = Field(6.0, gt=0, description="Length of each video; frames are taken at 1 FPS.")

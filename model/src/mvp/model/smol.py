@@ -45,9 +45,11 @@ CHAT_TEMPLATE = (
 )
 
 # A 16:9 or 4:3 frame becomes 112x168 px: 4x6 patches of 28 px, 2x3 = 6 visual tokens after the
-# 2x2 merge (docs/model.md: why 6 tokens per frame).
+# 2x2 merge (docs/model.md: why 6 tokens per frame). The pixel range holds 112x168 itself, so resizing
+# is idempotent: an image already at the model's size keeps it (the vLLM path relies on that).
 PATCH_SIZE = 28
-IMAGE_PIXELS = 112 * 224
+MIN_PIXELS = 112 * 168
+MAX_PIXELS = 112 * 224
 VISION = {
     "depth": 4,
     "hidden_size": 256,
@@ -115,7 +117,7 @@ def build_tokenizer(base):
 def build_image_processor():
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    return Qwen2VLImageProcessorPil(min_pixels=IMAGE_PIXELS, max_pixels=IMAGE_PIXELS, patch_size=PATCH_SIZE)
+    return Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=PATCH_SIZE)
 
 
 def qwen_config(tokenizer):
