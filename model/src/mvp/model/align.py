@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.model import smol
-from mvp.model.frames import video_frames
+from mvp.model.frames import pixel_rows, video_frames
 from mvp.model.policy import Encoded, Policy, prompt_messages
 from mvp.reward.core import format_answer, parse_answer
 
@@ -117,13 +116,10 @@ class FrameBank:
     def __init__(self, processor, first: int, count: int) -> None:
         self.videos = list(range(first, first + count))
         self.pixels: dict[int, torch.Tensor] = {}
-        self.grid = None
         for v in self.videos:
-            frames = video_frames(v)
-            out = processor(images=[Image.fromarray(f) for f in frames], return_tensors="pt")
-            self.grid = out["image_grid_thw"][0]
-            self.pixels[v] = out["pixel_values"].view(len(frames), int(self.grid.prod()), -1)
-        self.frames_per_video = len(frames)
+            self.pixels[v], grid = pixel_rows(processor, video_frames(v))
+        self.grid = torch.tensor(grid)
+        self.frames_per_video = len(self.pixels[self.videos[-1]])
 
     def encode(self, policy: Policy, sample: MatchSample) -> Encoded:
         pixels = torch.cat([self.pixels[v][f] for v, f in sample.frames])

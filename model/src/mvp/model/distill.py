@@ -23,7 +23,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.model import smol
-from mvp.model.frames import video_frames
+from mvp.model.frames import pixel_rows, video_frames
 from mvp.model.teacher import FEATURE_DIM, Teacher
 
 
@@ -73,12 +73,8 @@ def _dataset(frames: list[np.ndarray], teacher: Teacher, processor, log) -> tupl
     pixels, targets, grid = [], [], None
     for start in range(0, len(frames), 32):
         chunk = frames[start : start + 32]
-        vision = processor(images=[Image.fromarray(f) for f in chunk], return_tensors="pt")
-        thw = vision["image_grid_thw"]
-        if grid is None:
-            grid = tuple(int(x) for x in thw[0])
-        per = int(thw[0].prod())
-        pixels.append(vision["pixel_values"].view(len(chunk), per, -1))
+        rows, grid = pixel_rows(processor, chunk)
+        pixels.append(rows)
         targets.append(teacher.features(chunk, (grid[1] // 2, grid[2] // 2)))
         log(f"teacher features {start + len(chunk)}/{len(frames)}")
     return torch.cat(pixels), torch.cat(targets), grid

@@ -4,6 +4,8 @@ procedural generator from seeds disjoint from the corpora `mvp data` writes."""
 from __future__ import annotations
 
 import numpy as np
+import torch
+from PIL import Image
 
 from mvp.synth.procedural import VideoSpec, render_frames
 
@@ -15,3 +17,13 @@ def video_frames(index: int, seconds: float = 20.0, every: int = 25) -> list[np.
     """Every ``every``-th frame (25 fps: 1 FPS by default) of procedural video ``index``."""
     spec = VideoSpec(seed=SEED_OFFSET + index, seconds=seconds)
     return [f for i, f in enumerate(render_frames(spec)) if i % every == 0]
+
+
+def pixel_rows(processor, frames: list[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Frames of one size through the model's image processor: ``pixel_values`` as (frames,
+    patches, dim), and the (t, h, w) patch grid they share."""
+    out = processor(images=[Image.fromarray(f) for f in frames], return_tensors="pt")
+    thw = out["image_grid_thw"]
+    if not bool((thw == thw[0]).all()):
+        raise ValueError(f"frames of different sizes give different patch grids: {thw.unique(dim=0).tolist()}")
+    return out["pixel_values"].view(len(frames), int(thw[0].prod()), -1), tuple(int(x) for x in thw[0])

@@ -178,7 +178,7 @@ def assemble(vision_weights: Path | None = VISION_FILE, align_weights: Path | No
     if vision_weights is not None and vision_weights.exists():
         _load_part(model, load_file(str(vision_weights)), "model.visual.", vision_weights)
     if align_weights is not None and align_weights.exists():
-        apply_alignment(model, load_file(str(align_weights)))
+        apply_alignment(model, load_file(str(align_weights)), align_weights)
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
@@ -197,14 +197,14 @@ def _load_part(model, state: dict, prefix: str, source: Path) -> None:
             params[name].copy_(value.float())
 
 
-def apply_alignment(model, state: dict) -> None:
+def apply_alignment(model, state: dict, source: Path) -> None:
     """Alignment weights: ``merger.*`` replaces the vision merger; ``lora.<param>.A/B`` pairs
     are merged into the language model (W += B @ A)."""
     import torch
 
     params = dict(model.named_parameters())
     merger = {k.removeprefix("merger."): v for k, v in state.items() if k.startswith("merger.")}
-    _load_part(model, merger, "model.visual.merger.", ALIGN_FILE)
+    _load_part(model, merger, "model.visual.merger.", source)
     with torch.no_grad():
         for key in state:
             if key.startswith("lora.") and key.endswith(".A"):
