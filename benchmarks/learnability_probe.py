@@ -45,17 +45,18 @@ def merge_spec(base: dict, override: dict) -> dict:
 
 
 def render_videos(seeds: list[int], seconds: float) -> dict[int, list]:
-    from mvp.synth.procedural import VideoSpec, render_frames
+    from mvp.common.procedural import VideoSpec, render_frames
 
     return {s: list(render_frames(VideoSpec(seed=s, seconds=seconds, fps=1))) for s in seeds}
 
 
 def mvp_rows(videos: dict[int, list], k: int, l_: int, n: int, per_video: int) -> list[dict]:
     """Samples planned by synth-service's algorithm: frames as (seed, index), answer, prompt."""
-    from mvp.synth.config import SynthConfig
+    from mvp.common.sample import render_prompt
+    from mvp.common.synth_config import SynthConfig
+    from mvp.common.video import VideoError
     from mvp.synth.embed import thumb
-    from mvp.synth.errors import VideoError
-    from mvp.synth.pipeline import plan_samples, render_prompt
+    from mvp.synth.pipeline import plan_samples
 
     config = SynthConfig(num_frames=n, num_masked=k, num_distractors=l_, samples_per_video=per_video)
     rows = []
@@ -117,9 +118,9 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from mvp.model.policy import Policy, prompt_messages
+    from mvp.common.sample import format_answer, prompt_messages
+    from mvp.model.policy import Policy
     from mvp.model.tiny import TINY, ensure_tiny_model
-    from mvp.reward.core import format_answer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=["mvp", "match"], default="mvp")

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mvp.common.procedural import write_corpus
 from mvp.common.settings import StoreSettings
-from mvp.synth.config import SynthConfig
+from mvp.common.synth_config import SynthConfig
 from mvp.synth.corpus import run_corpus
-from mvp.synth.procedural import write_corpus
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 

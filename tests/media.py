@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from mvp.synth.procedural import write_corpus
+from mvp.common.procedural import write_corpus
 
 
 def ffmpeg(*args: str) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 # command -> (module providing register(), distribution that ships it, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("mvp.trainer.pipeline_cli", "mvp-trainer", "run the whole MVP pipeline end to end (the main job)"),
+    "run": ("mvp.pipeline.cli", "mvp-pipeline", "run the whole MVP pipeline end to end (the main job)"),
     "synth": ("mvp.synth.cli", "mvp-synth-service", "synthesise MVP samples from videos (serve | run | show)"),
     "reward": ("mvp.reward.cli", "mvp-reward-service", "score completions with the MVP reward (serve | score)"),
     "train": ("mvp.trainer.train_cli", "mvp-trainer", "GRPO post-training (local CPU loop or OpenRLHF)"),

@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     from mvp.common.logging import configure_logging
     from mvp.common.storage import Storage
     from mvp.inference.server import App, create_app
-    from mvp.trainer.runner import resolve_model
+    from mvp.model.resolve import resolve_model
 
     configure_logging(settings_from_args(LoggingSettings, args))
     settings = settings_from_args(ServeSettings, args)
@@ -118,8 +118,8 @@ def _launch_vllm(settings: ServeSettings, path: Path) -> tuple[subprocess.Popen,
 
     import httpx
 
+    from mvp.common.procs import free_port
     from mvp.inference.vllm_backend import launch_command
-    from mvp.trainer.supervisor import free_port
 
     port = free_port()
     cmd, env = launch_command(settings, path, port)

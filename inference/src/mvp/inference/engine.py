@@ -146,6 +146,7 @@ class TransformersEngine:
         if any(len(e.image_grid_thw) for e in encs):
             kwargs["pixel_values"] = torch.cat([e.pixel_values for e in encs if len(e.image_grid_thw)])
             kwargs["image_grid_thw"] = torch.cat([e.image_grid_thw for e in encs if len(e.image_grid_thw)])
+            kwargs["mm_token_type_ids"] = p.token_types(ids)  # M-RoPE positions, as the processor gives
         first = batch[0]
         if first.seed is not None:
             torch.manual_seed(first.seed)

@@ -88,8 +88,7 @@ class MediaFetcher:
         return image.convert("RGB")
 
     async def video_frames(self, url: str) -> list[Image.Image]:
-        from mvp.synth.decode import decode_at_fps
-        from mvp.synth.errors import VideoError
+        from mvp.common.video import VideoError, decode_at_fps
 
         data = await self.fetch(url)
         try:

@@ -368,13 +368,11 @@ async def _stream(
 async def _predict(state: App, body: PredictRequest) -> dict:
     """Answers an MVP sample (prompt with <image> slots + its frames) greedily, parses the answer
     with the reward library, and scores it through the reward-service when one is configured."""
-    from mvp.model.policy import IMAGE_PLACEHOLDER, prompt_messages
-    from mvp.reward.core import Label, parse_answer
-    from mvp.synth.corpus import label_json
+    from mvp.common.sample import IMAGE_PLACEHOLDER, Label, frame_uris, label_json, parse_answer, prompt_messages
 
     sample = body.sample
     try:
-        frames = [f["uri"] for f in sample.get("context_frames", []) + sample.get("candidates", [])]
+        frames = frame_uris(sample)
         prompt = sample["prompt"]
         label = Label.from_json(label_json(sample))
     except (KeyError, TypeError, ValueError) as exc:
@@ -388,9 +386,7 @@ async def _predict(state: App, body: PredictRequest) -> dict:
     if state.upstream:
         payload = {
             "model": state.name,
-            "messages": await asyncio.to_thread(
-                openai_messages, prompt_messages(prompt), images, state.upstream.sized
-            ),
+            "messages": await asyncio.to_thread(openai_messages, prompt_messages(prompt), images, state.upstream.sized),
             "max_tokens": body.max_tokens,
             "temperature": 0.0,
         }

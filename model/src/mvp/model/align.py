@@ -26,10 +26,10 @@ import torch
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mvp.common.sample import format_answer, parse_answer, prompt_messages
 from mvp.model import smol
 from mvp.model.frames import pixel_rows, video_frames
-from mvp.model.policy import Encoded, Policy, prompt_messages
-from mvp.reward.core import format_answer, parse_answer
+from mvp.model.policy import Encoded, Policy
 
 TRAIN_VIDEOS_FROM = 200_000  # frame-seed ranges: disjoint from distillation and from each other
 HELD_OUT_VIDEOS_FROM = 300_000

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mvp.synth.procedural import VideoSpec, render_frames
+from mvp.common.procedural import VideoSpec, render_frames
 
 # `mvp data` / `mvp run` corpora use seeds from 0; the model's stages stay far away from them.
 SEED_OFFSET = 7_000_000

@@ -1,13 +1,24 @@
 """A Qwen2.5-VL-family policy on CPU or GPU: prompt encoding (chat template + image tokens),
-group sampling with ``generate``, and per-token log-probabilities for the GRPO update.
+group sampling, and per-token log-probabilities for the GRPO update.
 
 MVP prompts carry ``<image>`` placeholders (one per frame, in the order of the images list); they
 become Qwen's ``<|vision_start|><|image_pad|>…<|vision_end|>`` spans with one pad token per merged
 vision patch, exactly as Qwen2.5-VL's processor does.
+
+Positions are Qwen2.5-VL's M-RoPE (temporal, height, width per image token; text continues after
+the largest), computed once per prompt as the processor + ``get_rope_index`` do, so training,
+evaluation, the transformers server and vLLM all see the same positions.
+
+A group of completions shares its prompt: the prompt (vision tower included) is run once, its
+KV cache is repeated over the group, and only the completions are run per member, both when
+sampling (a KV-cached decode loop) and when scoring log-probabilities for the update. The
+gradient flows through the shared prompt's cache, so the result equals running every member's
+full sequence (up to float rounding).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-IMAGE_PLACEHOLDER = "<image>"
+from mvp.common.sample import IMAGE_PLACEHOLDER, prompt_messages
 
 
 @dataclass
@@ -23,17 +34,12 @@ class Encoded:
     input_ids: torch.Tensor  # (L,)
     pixel_values: torch.Tensor  # (patches, dim)
     image_grid_thw: torch.Tensor  # (images, 3)
+    positions: torch.Tensor  # (3, L) M-RoPE position ids of the prompt
 
-
-def prompt_messages(prompt: str) -> list[dict]:
-    """An MVP prompt as one chat user turn: text and image parts in order."""
-    parts: list[dict] = []
-    for i, chunk in enumerate(prompt.split(IMAGE_PLACEHOLDER)):
-        if i > 0:
-            parts.append({"type": "image"})
-        if chunk:
-            parts.append({"type": "text", "text": chunk})
-    return [{"role": "user", "content": parts}]
+    @property
+    def next_position(self) -> int:
+        """The (text) position of the first token after the prompt."""
+        return int(self.positions.max()) + 1 if self.positions.numel() else 0
 
 
 class Policy:
@@ -42,6 +48,12 @@ class Policy:
     def __init__(self, path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         from transformers import AutoModelForImageTextToText, AutoTokenizer
 
+        from mvp.common.progress import is_tty
+
+        if not is_tty():  # weight-loading bars only on a terminal, never in logs
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
         self.path = Path(path)
         self._bind(
             AutoModelForImageTextToText.from_pretrained(self.path, dtype=dtype).to(device),
@@ -63,6 +75,7 @@ class Policy:
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.device = device
+        self.share_prompt = True
         cfg = self.model.config
         self.image_token_id = cfg.image_token_id
         self.merge = self.image_processor.merge_size
@@ -79,6 +92,20 @@ class Policy:
             "<|endoftext|>",
         ]
         self.suppress_ids = sorted({i for i in self.tokenizer.convert_tokens_to_ids(special) if i is not None})
+        # transformers 5.24 renamed the forward's ``past_key_values`` to ``cache``.
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    def token_types(self, ids: torch.Tensor) -> torch.Tensor:
+        """Qwen's ``mm_token_type_ids``: 1 for image tokens, 0 for text (any leading shape)."""
+        return (ids == self.image_token_id).int()
+
+    def positions(self, ids: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """M-RoPE position ids (3, L) of one prompt's token ids (L,)."""
+        pos, _ = self.model.model.get_rope_index(
+            ids.unsqueeze(0), self.token_types(ids.unsqueeze(0)), image_grid_thw=grid if len(grid) else None
+        )
+        return pos[:, 0]
 
     def encode(self, prompt: str, images: list[Image.Image]) -> Encoded:
         if prompt.count(IMAGE_PLACEHOLDER) != len(images):
@@ -105,29 +132,64 @@ class Policy:
             for i, piece in enumerate(text.split("<|image_pad|>"))
         )
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-        return Encoded(ids, pixel_values, grid)
+        return Encoded(ids, pixel_values, grid, self.positions(ids, grid))
+
+    def prefill(self, enc: Encoded, n: int, model: torch.nn.Module | None = None):
+        """Runs the prompt once; returns the logits of its last position (n, V) and its KV cache
+        repeated over ``n`` group members (differentiable when grad is enabled). With
+        ``share_prompt`` off, every member runs the prompt itself (the reference the GRPO
+        benchmark compares against)."""
+        model = model or self.model
+        rows = 1 if self.share_prompt else n
+        kwargs = {}
+        if len(enc.image_grid_thw):
+            kwargs = {
+                "pixel_values": enc.pixel_values.repeat(rows, 1).to(self.device),
+                "image_grid_thw": enc.image_grid_thw.repeat(rows, 1).to(self.device),
+            }
+        out = model(
+            input_ids=enc.input_ids.unsqueeze(0).repeat(rows, 1).to(self.device),
+            position_ids=enc.positions.unsqueeze(1).repeat(1, rows, 1).to(self.device),
+            use_cache=True,
+            logits_to_keep=1,
+            **kwargs,
+        )
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        if rows == 1:
+            cache.batch_repeat_interleave(n)
+        return out.logits[:, -1].expand(n, -1), cache
+
+    def extend(self, model: torch.nn.Module, ids: torch.Tensor, start: int, cache) -> torch.Tensor:
+        """Logits (n, T, V) of ``ids`` (n, T) continuing a cached prompt at text position ``start``."""
+        n, t = ids.shape
+        pos = torch.arange(start, start + t, device=self.device).view(1, 1, t).expand(3, n, t)
+        out = model(input_ids=ids.to(self.device), position_ids=pos, use_cache=True, **{self._cache_kw: cache})
+        return out.logits
 
     @torch.no_grad()
     def sample(
         self, enc: Encoded, n: int, max_new_tokens: int, temperature: float, greedy: bool = False
     ) -> torch.Tensor:
-        """``n`` completions of one prompt; returns (n, T) token ids, padded with pad_id after eos."""
-        ids = enc.input_ids.unsqueeze(0).repeat(n, 1).to(self.device)
-        out = self.model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            pixel_values=enc.pixel_values.repeat(n, 1).to(self.device),
-            image_grid_thw=enc.image_grid_thw.repeat(n, 1).to(self.device),
-            max_new_tokens=max_new_tokens,
-            do_sample=not greedy,
-            temperature=temperature if not greedy else None,
-            top_p=1.0 if not greedy else None,
-            top_k=0 if not greedy else None,
-            eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id,
-            suppress_tokens=self.suppress_ids,
-        )
-        return out[:, ids.shape[1] :].cpu()
+        """``n`` completions of one prompt; returns (n, T) token ids, padded with pad_id after eos.
+        The prompt runs once; the group decodes together over its KV cache."""
+        logits, cache = self.prefill(enc, n)
+        out = torch.full((n, max_new_tokens), self.pad_id, dtype=torch.long)
+        done = torch.zeros(n, dtype=torch.bool)
+        start = enc.next_position
+        for t in range(max_new_tokens):
+            logits = logits.float().cpu().clone()
+            logits[:, self.suppress_ids] = float("-inf")
+            if greedy:
+                token = logits.argmax(-1)
+            else:
+                token = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1).squeeze(1)
+            token = torch.where(done, torch.full_like(token, self.pad_id), token)
+            out[:, t] = token
+            done |= token == self.eos_id
+            if bool(done.all()) or t == max_new_tokens - 1:
+                return out[:, : t + 1]
+            logits = self.extend(self.model, token.unsqueeze(1), start + t, cache)[:, -1]
+        return out
 
     def completion_mask(self, completions: torch.Tensor) -> torch.Tensor:
         """1 for generated tokens up to and including the first eos, 0 for padding after it."""
@@ -145,18 +207,15 @@ class Policy:
     def token_logprobs(
         self, enc: Encoded, completions: torch.Tensor, model: torch.nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities (and entropies) of ``completions`` (n, T) given the prompt: (n, T) each."""
+        """Log-probabilities (and entropies) of ``completions`` (n, T) given the prompt: (n, T) each.
+        The prompt runs once for the group (its cache repeated), the completions once each."""
         model = model or self.model
-        n = completions.shape[0]
-        prompt = enc.input_ids.unsqueeze(0).repeat(n, 1)
-        ids = torch.cat([prompt, completions], dim=1).to(self.device)
-        logits = model(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            pixel_values=enc.pixel_values.repeat(n, 1).to(self.device),
-            image_grid_thw=enc.image_grid_thw.repeat(n, 1).to(self.device),
-        ).logits
-        logits = logits[:, prompt.shape[1] - 1 : -1].float()
+        n, t = completions.shape
+        first, cache = self.prefill(enc, n, model)
+        logits = first.unsqueeze(1)
+        if t > 1:
+            logits = torch.cat([logits, self.extend(model, completions[:, :-1], enc.next_position, cache)], dim=1)
+        logits = logits.float()
         logp_all = torch.log_softmax(logits, dim=-1)
         logp = logp_all.gather(-1, completions.to(self.device).unsqueeze(-1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)

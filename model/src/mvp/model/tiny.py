@@ -60,7 +60,7 @@ def patch_size(spec: dict) -> int:
 
 def _training_text() -> list[str]:
     """Text the tokenizer is trained on: the prompts, answers and reasoning words MVP uses."""
-    from mvp.synth.pipeline import render_prompt
+    from mvp.common.sample import render_prompt
 
     lines = []
     for k in range(1, 5):

@@ -49,6 +49,12 @@ class LoggingSettings(BaseSettings):
     )
 
 
+# The services' default gRPC ports and the reward-service address clients default to (one place).
+SYNTH_PORT = 50051
+REWARD_PORT = 50052
+REWARD_ADDR = f"127.0.0.1:{REWARD_PORT}"
+
+
 class GrpcServerSettings(BaseSettings):
     """Transport, limits and security of a gRPC server. Each service subclasses this with its
     own environment prefix (``MVP_REWARD_``, ``MVP_SYNTH_``)."""
@@ -59,7 +65,7 @@ class GrpcServerSettings(BaseSettings):
         "127.0.0.1",
         description="Address to bind. Loopback by default so nothing is exposed by accident; containers set 0.0.0.0.",
     )
-    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    port: int = Field(SYNTH_PORT, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Prometheus /metrics port (0 picks a free one; unset disables)."
     )
@@ -137,14 +143,15 @@ def add_settings_flags(
         group.add_argument(flag, **kwargs)
 
 
-def settings_from_args(cls: type[S], args: argparse.Namespace) -> S:
-    """Builds ``cls`` from the flags set on the command line, the environment and the defaults."""
+def settings_from_args(cls: type[S], args: argparse.Namespace, base: dict[str, Any] | None = None) -> S:
+    """Builds ``cls`` from the flags set on the command line, then ``base`` (e.g. a config file's
+    values), then the environment and the defaults."""
     overrides = {
         key.removeprefix("settings__"): value
         for key, value in vars(args).items()
         if key.startswith("settings__") and value is not None and key.removeprefix("settings__") in cls.model_fields
     }
-    return cls(**overrides)
+    return cls(**{**(base or {}), **overrides})
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -217,3 +218,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def download_folder(storage: Storage, uri: str, folder: Path) -> Path:
+    """Every object directly under ``uri/`` into ``folder``, which is replaced: the only path this
+    deletes is the one the caller named, and object names never leave it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for info in storage.list(uri.rstrip("/") + "/"):
+        name = info.uri.rsplit("/", 1)[-1]
+        if name in ("", ".", "..") or "\\" in name:
+            raise StorageError(f"refusing object {info.uri!r}: its name is not a plain file name")
+        storage.download(info.uri, folder / name)
+    return folder

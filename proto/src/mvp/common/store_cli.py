@@ -170,8 +170,7 @@ def _create_buckets(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from mvp.common.progress import progress
     from mvp.common.storage import Storage, is_s3, join
 
     if not is_s3(args.dest):
@@ -183,7 +182,10 @@ def _upload(args: argparse.Namespace) -> int:
     storage = Storage(settings_from_args(StoreSettings, args))
     files = [args.src] if args.src.is_file() else sorted(p for p in args.src.rglob("*") if p.is_file())
     base = args.src.parent if args.src.is_file() else args.src
-    for path in tqdm(files, unit="file", desc="uploading", file=sys.stderr):
+    bar = progress(total=len(files), unit="file", desc="uploading")
+    for path in files:
         storage.put_file(str(path), join(args.dest, path.relative_to(base).as_posix()))
+        bar.update(1)
+    bar.close()
     print(f"uploaded {len(files)} files to {args.dest}")
     return 0

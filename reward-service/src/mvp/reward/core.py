@@ -19,40 +19,35 @@ with every component in [0, 1] (docs/reward.md has the derivation and worked exa
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from pydantic import BaseModel, Field, model_validator
 
+from mvp.common.sample import (
+    FailureReason,
+    InvalidLabelError,
+    Label,
+    ParsedAnswer,
+    format_answer,
+    parse_answer,
+)
 
-class InvalidLabelError(ValueError):
-    """The ground truth itself is unusable (a request error, never a zero reward)."""
-
-
-class FailureReason:
-    """Stable codes for why a completion did not parse (returned as ``failure_reason``)."""
-
-    NO_ANSWER_TAG = "no_answer_tag"
-    ANSWER_INSIDE_THINK = "answer_inside_think"
-    EMPTY_ANSWER = "empty_answer"
-    NOT_AN_INTEGER = "not_an_integer"
-    WRONG_COUNT = "wrong_count"
-    OUT_OF_RANGE = "out_of_range"
-    DUPLICATE_INDEX = "duplicate_index"
-
-    ALL = (
-        NO_ANSWER_TAG,
-        ANSWER_INSIDE_THINK,
-        EMPTY_ANSWER,
-        NOT_AN_INTEGER,
-        WRONG_COUNT,
-        OUT_OF_RANGE,
-        DUPLICATE_INDEX,
-    )
+__all__ = [
+    "FailureReason",
+    "InvalidLabelError",
+    "Label",
+    "LabelCache",
+    "ParsedAnswer",
+    "RewardConfig",
+    "RewardResult",
+    "concordant_pairs",
+    "correct_completion",
+    "parse_answer",
+    "score",
+]
 
 
 class RewardConfig(BaseModel):
@@ -86,91 +81,38 @@ class RewardConfig(BaseModel):
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class Label:
-    """Ground truth of one sample (the fields of ``mvp.v1.Label``)."""
+class LabelCache:
+    """Parsed labels by their JSON text, least recently used first out, bounded in bytes (a GRPO
+    group repeats one label G times; a flood of large distinct labels cannot grow the process).
+    Labels longer than ``max_item_bytes`` are parsed every time and never kept."""
 
-    answer: tuple[int, ...]
-    num_candidates: int
-    index_base: int = 1
-    candidate_times_s: tuple[float, ...] = ()
-    gap_start_s: float = 0.0
-    gap_end_s: float = 0.0
+    def __init__(self, max_bytes: int = 8 << 20, max_item_bytes: int = 64 << 10) -> None:
+        self.max_bytes = max_bytes
+        self.max_item_bytes = max_item_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, Label] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def __post_init__(self) -> None:
-        k = len(self.answer)
-        if k == 0:
-            raise InvalidLabelError("label.answer is empty")
-        if self.index_base not in (0, 1):
-            raise InvalidLabelError(f"label.index_base must be 0 or 1, got {self.index_base}")
-        if self.num_candidates < k:
-            raise InvalidLabelError(
-                f"label.num_candidates ({self.num_candidates}) is smaller than the answer length ({k})"
-            )
-        lo, hi = self.index_base, self.index_base + self.num_candidates - 1
-        if any(not (lo <= a <= hi) for a in self.answer):
-            raise InvalidLabelError(f"label.answer {list(self.answer)} has indices outside [{lo}, {hi}]")
-        if len(set(self.answer)) != k:
-            raise InvalidLabelError(f"label.answer {list(self.answer)} repeats an index")
-        if self.candidate_times_s and len(self.candidate_times_s) != self.num_candidates:
-            raise InvalidLabelError(
-                f"label.candidate_times_s has {len(self.candidate_times_s)} entries for "
-                f"{self.num_candidates} candidates"
-            )
-
-    @classmethod
-    def from_dict(cls, data: object) -> Label:
-        if not isinstance(data, dict):
-            raise InvalidLabelError(f"label must be a JSON object, got {type(data).__name__}")
-        try:
-            answer = data["answer"]
-            num_candidates = data["num_candidates"]
-        except KeyError as exc:
-            raise InvalidLabelError(f"label is missing field {exc.args[0]!r}") from None
-        if not isinstance(answer, list) or not all(_is_int(a) for a in answer):
-            raise InvalidLabelError("label.answer must be a list of integers")
-        if not _is_int(num_candidates):
-            raise InvalidLabelError("label.num_candidates must be an integer")
-        index_base = data.get("index_base", 1)
-        if not _is_int(index_base):
-            raise InvalidLabelError("label.index_base must be an integer")
-        times = data.get("candidate_times_s") or ()
-        if not isinstance(times, list | tuple) or not all(_is_number(t) for t in times):
-            raise InvalidLabelError("label.candidate_times_s must be a list of numbers")
-        gap_start = data.get("gap_start_s", 0.0)
-        gap_end = data.get("gap_end_s", 0.0)
-        if not _is_number(gap_start) or not _is_number(gap_end):
-            raise InvalidLabelError("label.gap_start_s and gap_end_s must be numbers")
-        return cls(
-            answer=tuple(answer),
-            num_candidates=num_candidates,
-            index_base=index_base,
-            candidate_times_s=tuple(float(t) for t in times),
-            gap_start_s=float(gap_start),
-            gap_end_s=float(gap_end),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Label:
-        """Parses the JSON label synth-service writes (cached: a GRPO group repeats one label)."""
-        return _label_from_json(text)
+    def get(self, text: str) -> Label:
+        with self._lock:
+            label = self._items.get(text)
+            if label is not None:
+                self._items.move_to_end(text)
+                return label
+        label = Label.from_json(text)
+        size = len(text) + 64 * (len(label.answer) + len(label.candidate_times_s))
+        if size <= self.max_item_bytes:
+            with self._lock:
+                if text not in self._items:
+                    self._items[text] = label
+                    self.bytes += size
+                while self.bytes > self.max_bytes and self._items:
+                    old, old_label = self._items.popitem(last=False)
+                    self.bytes -= len(old) + 64 * (len(old_label.answer) + len(old_label.candidate_times_s))
+        return label
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-@lru_cache(maxsize=65536)
-def _label_from_json(text: str) -> Label:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, TypeError, RecursionError) as exc:
-        raise InvalidLabelError(f"label is not valid JSON: {exc}") from None
-    return Label.from_dict(data)
+LABELS = LabelCache()
 
 
 @dataclass(slots=True)
@@ -195,69 +137,6 @@ class RewardResult:
             "exact": self.exact,
             "soft": self.soft,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedAnswer:
-    indices: list[int]
-    failure_reason: str = ""
-    failure_detail: str = ""
-
-
-_OPEN_RE = re.compile(r"<answer>", re.IGNORECASE)
-_CLOSE_RE = re.compile(r"</answer>", re.IGNORECASE)
-_THINK_OPEN_RE = re.compile(r"<think>", re.IGNORECASE)
-_THINK_CLOSE_RE = re.compile(r"</think>", re.IGNORECASE)
-_SEPARATORS = re.compile(r"\s*(?:,|;|->|→|\s)\s*")
-_MAX_DIGITS = 9
-
-
-def parse_answer(completion: str, k: int, num_candidates: int, index_base: int = 1) -> ParsedAnswer:
-    """Extracts K candidate indices from the last ``<answer>…</answer>`` block of ``completion``.
-
-    Lenient where intent is unambiguous (case of the tag, whitespace, surrounding brackets,
-    separators ``,`` ``;`` ``->`` or spaces); strict otherwise. Never raises."""
-    end = start = -1
-    for match in _CLOSE_RE.finditer(completion):
-        end = match.start()
-    if end >= 0:
-        for match in _OPEN_RE.finditer(completion, 0, end):
-            start = match.end()
-    if start < 0:
-        return ParsedAnswer([], FailureReason.NO_ANSWER_TAG, "no complete <answer>...</answer> block")
-    end = _CLOSE_RE.search(completion, start).start()  # type: ignore[union-attr]  # nested: innermost
-    opened = sum(1 for _ in _THINK_OPEN_RE.finditer(completion, 0, start))
-    if opened and opened > sum(1 for _ in _THINK_CLOSE_RE.finditer(completion, 0, start)):
-        return ParsedAnswer(
-            [], FailureReason.ANSWER_INSIDE_THINK, "the answer block is inside an unclosed <think> block"
-        )
-    body = completion[start:end].strip()
-    if len(body) >= 2 and body[0] + body[-1] in ("[]", "()", "{}"):
-        body = body[1:-1].strip()
-    if not body:
-        return ParsedAnswer([], FailureReason.EMPTY_ANSWER, "the answer block is empty")
-    tokens = [t for t in _SEPARATORS.split(body) if t]
-    indices: list[int] = []
-    for token in tokens:
-        digits = token[1:] if token[0] in "+-" else token
-        if not digits.isascii() or not digits.isdigit():
-            return ParsedAnswer([], FailureReason.NOT_AN_INTEGER, f"{_clip(token)!r} is not a candidate index")
-        if len(digits) > _MAX_DIGITS:
-            return ParsedAnswer([], FailureReason.OUT_OF_RANGE, f"{_clip(token)!r} is not a candidate index")
-        indices.append(int(token))
-    if len(indices) != k:
-        return ParsedAnswer(indices, FailureReason.WRONG_COUNT, f"expected {k} indices, got {len(indices)}")
-    lo, hi = index_base, index_base + num_candidates - 1
-    for value in indices:
-        if not lo <= value <= hi:
-            return ParsedAnswer(indices, FailureReason.OUT_OF_RANGE, f"{value} is outside [{lo}, {hi}]")
-    if len(set(indices)) != k:
-        return ParsedAnswer(indices, FailureReason.DUPLICATE_INDEX, "an index is repeated")
-    return ParsedAnswer(indices)
-
-
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _soft_credit(answer: list[int], label: Label, config: RewardConfig) -> float:
@@ -291,11 +170,7 @@ def score(completion: str, label: Label, config: RewardConfig) -> RewardResult:
     rank = {a: i for i, a in enumerate(truth)}
     chosen = [rank[a] for a in answer if a in rank]
     selection = len(chosen) / k
-    if k == 1:
-        ordering = selection
-    else:
-        concordant = sum(1 for i in range(len(chosen)) for j in range(i + 1, len(chosen)) if chosen[i] < chosen[j])
-        ordering = concordant / (k * (k - 1) / 2)
+    ordering = selection if k == 1 else concordant_pairs(chosen) / (k * (k - 1) / 2)
     exact = 1.0 if tuple(answer) == truth else 0.0
     soft = _soft_credit(answer, label, config) if config.soft else 0.0
     reward = (
@@ -315,9 +190,31 @@ def score(completion: str, label: Label, config: RewardConfig) -> RewardResult:
     )
 
 
-def format_answer(indices: Sequence[int]) -> str:
-    """Candidate indices in the answer format the parser reads: ``<answer>a, b, c</answer>``."""
-    return "<answer>" + ", ".join(str(a) for a in indices) + "</answer>"
+def concordant_pairs(ranks: list[int]) -> int:
+    """Pairs i < j with ranks[i] < ranks[j] (distinct ranks), in O(K log K): all pairs minus the
+    inversions, counted by merge sort. (The quadratic count took 9.5 s at K = 24,000.)"""
+    n = len(ranks)
+    inversions = 0
+    values = list(ranks)
+    width = 1
+    while width < n:
+        merged: list[int] = []
+        for lo in range(0, n, 2 * width):
+            left, right = values[lo : lo + width], values[lo + width : lo + 2 * width]
+            i = j = 0
+            while i < len(left) and j < len(right):
+                if left[i] <= right[j]:
+                    merged.append(left[i])
+                    i += 1
+                else:
+                    merged.append(right[j])
+                    inversions += len(left) - i
+                    j += 1
+            merged.extend(left[i:])
+            merged.extend(right[j:])
+        values = merged
+        width *= 2
+    return n * (n - 1) // 2 - inversions
 
 
 def correct_completion(label: Label) -> str:

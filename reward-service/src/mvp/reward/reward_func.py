@@ -4,7 +4,7 @@ Use: ``--reward.remote_url $(mvp reward reward-func-path)`` (OpenRLHF 0.11; ``--
 before). OpenRLHF loads this file by path and calls ``reward_func(queries, prompts, labels)`` from
 worker threads. Configure with environment variables on the Ray workers:
 
-- ``MVP_REWARD_ADDR``: host:port of the reward-service (default 127.0.0.1:50052)
+- ``MVP_REWARD_ADDR``: host:port of the reward-service (default ``mvp.common.settings.REWARD_ADDR``)
 - ``MVP_REWARD_TOKEN``: bearer token, if the service requires one
 - ``MVP_REWARD_TLS_CA``: PEM CA file, to connect with TLS
 - ``MVP_REWARD_TIMEOUT_S``: deadline per call (default 30)
@@ -28,11 +28,12 @@ def _get_client():
     with _lock:
         if _client is None:
             from mvp.clients import ClientConfig, RewardClient
+            from mvp.common.settings import REWARD_ADDR
 
             ca = os.environ.get("MVP_REWARD_TLS_CA")
             _client = RewardClient(
                 ClientConfig(
-                    target=os.environ.get("MVP_REWARD_ADDR", "127.0.0.1:50052"),
+                    target=os.environ.get("MVP_REWARD_ADDR", REWARD_ADDR),
                     timeout_s=float(os.environ.get("MVP_REWARD_TIMEOUT_S", "30")),
                     auth_token=os.environ.get("MVP_REWARD_TOKEN") or None,
                     tls_ca_file=Path(ca) if ca else None,

@@ -32,7 +32,7 @@ def label_from_proto(label: sample_pb2.Label) -> core.Label:
     return core.Label(
         answer=tuple(label.answer),
         num_candidates=label.num_candidates,
-        index_base=label.index_base,
+        index_base=label.index_base if label.HasField("index_base") else 1,
         candidate_times_s=tuple(label.candidate_times_s),
         gap_start_s=label.gap_start_s,
         gap_end_s=label.gap_end_s,
@@ -78,7 +78,7 @@ class RewardScorer:
     def label_of(item: reward_pb2.ScoreItem) -> core.Label:
         kind = item.WhichOneof("truth")
         if kind == "label_json":
-            return core.Label.from_json(item.label_json)
+            return core.LABELS.get(item.label_json)
         if kind == "label":
             return label_from_proto(item.label)
         raise core.InvalidLabelError("item has neither label nor label_json")
@@ -164,10 +164,7 @@ def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.A
             if not isinstance(query, str) or not isinstance(label_text, str | dict):
                 raise _http_error(web.HTTPBadRequest, f"item {i}: query must be a string and label a JSON string")
             try:
-                if isinstance(label_text, str):
-                    label = core.Label.from_json(label_text)
-                else:
-                    label = core.Label.from_dict(label_text)
+                label = core.LABELS.get(label_text) if isinstance(label_text, str) else core.Label.from_dict(label_text)
             except core.InvalidLabelError as exc:
                 metrics.INVALID_LABELS.labels("http").inc()
                 raise _http_error(web.HTTPBadRequest, f"item {i}: invalid label: {exc}") from None

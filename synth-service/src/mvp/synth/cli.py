@@ -14,7 +14,7 @@ from mvp.common.settings import (
     load_config_file,
     settings_from_args,
 )
-from mvp.synth.config import SynthConfig
+from mvp.common.synth_config import SynthConfig
 from mvp.synth.settings import SynthServerSettings
 
 
@@ -40,7 +40,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--input", required=True, help="folder or s3://bucket/prefix of videos")
     run.add_argument("--output", required=True, help="folder or s3://bucket/prefix for samples")
-    run.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: SynthServerSettings.workers, env MVP_SYNTH_WORKERS)",
+    )
     run.add_argument(
         "--synth-addr",
         default=None,
@@ -67,13 +72,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(path: Path | None, args: argparse.Namespace) -> SynthConfig:
-    values = load_config_file(path) if path is not None else {}
-    overrides = {
-        k.removeprefix("settings__"): v
-        for k, v in vars(args).items()
-        if k.startswith("settings__") and v is not None and k.removeprefix("settings__") in SynthConfig.model_fields
-    }
-    return SynthConfig.model_validate({**values, **overrides})
+    return settings_from_args(SynthConfig, args, base=load_config_file(path) if path is not None else {})
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -86,9 +85,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from mvp.common.logging import configure_logging
+    from mvp.common.progress import progress as progress_bar
     from mvp.common.settings import LoggingSettings as Log
     from mvp.synth.corpus import CorpusError, run_corpus, status_name
 
@@ -100,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.synth_addr:
         return _run_remote(args, config)
-    bar = tqdm(total=0, unit="video", desc="synthesising", file=sys.stderr)
+    bar = progress_bar(total=0, unit="video", desc="synthesising")
 
     def on_total(total: int) -> None:
         bar.total = total
@@ -118,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
             args.input,
             args.output,
             config,
-            workers=args.workers,
+            workers=args.workers or SynthServerSettings().workers,
             on_result=on_result,
             on_total=on_total,
         )
@@ -134,24 +132,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_progress(bar, job) -> None:
-    """Shows a corpus job's state (mvp.v1.Job) on a tqdm bar."""
-    bar.total = job.videos_total
-    bar.n = job.videos_ok + job.videos_skipped + job.videos_failed
-    bar.set_postfix(samples=job.samples_written, failed=job.videos_failed)
-    bar.refresh()
-
-
 def _run_remote(args: argparse.Namespace, config) -> int:
     from functools import partial
 
-    from tqdm import tqdm
-
     from mvp.clients import SynthClient
     from mvp.clients.channel import ServiceUnavailableError
+    from mvp.common.progress import job_progress, progress
     from mvp.v1 import synthesis_pb2
 
-    bar = tqdm(total=None, unit="video", desc=f"synthesising on {args.synth_addr}", file=sys.stderr)
+    bar = progress(unit="video", desc=f"synthesising on {args.synth_addr}")
     try:
         with SynthClient(args.synth_addr) as client:
             job = client.run_job(args.input, args.output, config.to_proto(), on_update=partial(job_progress, bar))
@@ -178,8 +167,8 @@ def _run_remote(args: argparse.Namespace, config) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from mvp.common.sheet import render_sheet
     from mvp.common.storage import Storage, StorageError
-    from mvp.synth.sheet import render_sheet
 
     storage = Storage(settings_from_args(StoreSettings, args))
     try:

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from google.protobuf.json_format import ParseDict
 
+from mvp.common.sample import frame_uris, label_json
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage, is_s3, join
-from mvp.synth.config import SynthConfig
+from mvp.common.synth_config import SynthConfig
 from mvp.synth.video import manifest_uri, process_video
 from mvp.v1 import synthesis_pb2
 
@@ -286,14 +287,4 @@ def openrlhf_row(sample: dict) -> dict:
     """OpenRLHF's prompt-dataset row: ``--input_key prompt --label_key label --image_key images``.
 
     ``label`` is a JSON string of the mvp.v1.Label fields (what the reward-service reads)."""
-    images = [f["uri"] for f in sample.get("context_frames", [])] + [f["uri"] for f in sample.get("candidates", [])]
-    return {"id": sample["id"], "prompt": sample["prompt"], "label": label_json(sample), "images": images}
-
-
-def label_json(sample: dict) -> str:
-    """The label of a sample (mvp.v1.Sample as JSON) as the reward-service reads it: the mvp.v1.Label
-    fields, with the zero values proto3 JSON omits restored where their absence would be misread
-    (``index_base`` 0 would otherwise default to 1)."""
-    label = dict(sample["label"])
-    label.setdefault("index_base", 0)
-    return json.dumps(label, sort_keys=True)
+    return {"id": sample["id"], "prompt": sample["prompt"], "label": label_json(sample), "images": frame_uris(sample)}

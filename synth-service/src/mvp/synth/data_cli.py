@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -26,13 +25,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _videos(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from mvp.common.procedural import write_corpus
+    from mvp.common.progress import progress
 
-    from mvp.synth.procedural import write_corpus
-
-    for i in tqdm(range(args.count), unit="video", desc="rendering", file=sys.stderr):
+    bar = progress(total=args.count, unit="video", desc="rendering")
+    for i in range(args.count):
         (path,) = write_corpus(
             args.out, 1, seed=args.seed + i, seconds=args.seconds, width=args.width, height=args.height, fps=args.fps
         )
         print(path)
+        bar.update(1)
+    bar.close()
     return 0

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mvp.synth.config import SynthConfig
-from mvp.synth.errors import VideoError
-
-PROMPT_VERSION = "mvp-prompt-v1"
+from mvp.common.sample import PROMPT_VERSION
+from mvp.common.synth_config import SynthConfig
+from mvp.common.video import VideoError
 
 
 @dataclass(frozen=True)
@@ -172,30 +171,3 @@ def _pick_distractors(
         )
     dsim = [float(max(sim[i, p] for p in positives)) for i in chosen]
     return chosen, dsim, [distance(i) for i in chosen]
-
-
-def render_prompt(num_context_before: int, num_context_after: int, k: int, num_candidates: int, base: int) -> str:
-    """The text prompt; each ``<image>`` is one frame, in the order of the sample's images list
-    (context frames, then candidates). The answer-format example uses placeholders, never numbers,
-    so it can never be scored as an answer."""
-    lines = [
-        f"These are frames from one video, in temporal order. {k} consecutive frame"
-        f"{'s are' if k > 1 else ' is'} missing at the gap.",
-    ]
-    number = 1
-    for _ in range(num_context_before):
-        lines.append(f"Frame {number}: <image>")
-        number += 1
-    lines.append(f"[GAP: {k} missing frame{'s' if k > 1 else ''}]")
-    for _ in range(num_context_after):
-        lines.append(f"Frame {number}: <image>")
-        number += 1
-    lines.append("Candidates:")
-    for i in range(num_candidates):
-        lines.append(f"Candidate {i + base}: <image>")
-    placeholders = ", ".join(f"c{j + 1}" for j in range(k))
-    lines.append(
-        f"Which {k} candidate{'s' if k > 1 else ''} fill the gap, in temporal order? Think briefly inside "
-        f"<think></think>, then give the candidate numbers as <answer>{placeholders}</answer>."
-    )
-    return "\n".join(lines)

@@ -21,8 +21,8 @@ import grpc
 from mvp.common.grpc_server import GrpcServer, ServiceBinding, serve
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage, StorageError, join
+from mvp.common.synth_config import SynthConfig
 from mvp.synth import metrics
-from mvp.synth.config import SynthConfig
 from mvp.synth.corpus import CorpusError, CorpusProgress, normalise_output, run_corpus
 from mvp.synth.settings import SynthServerSettings
 from mvp.synth.video import process_video

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from mvp.common.settings import GrpcServerSettings
+from mvp.common.settings import SYNTH_PORT, GrpcServerSettings
 
 
 class SynthServerSettings(GrpcServerSettings):
     model_config = SettingsConfigDict(env_prefix="MVP_SYNTH_", extra="ignore")
 
-    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    port: int = Field(SYNTH_PORT, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     metrics_port: int | None = Field(
         9091, ge=0, le=65535, description="Prometheus /metrics port (0 picks a free one; unset disables)."
     )

@@ -23,12 +23,12 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 from PIL import Image
 
+from mvp.common.sample import render_prompt
 from mvp.common.storage import Storage, StorageError, join
-from mvp.synth.config import SynthConfig
-from mvp.synth.decode import decode_at_fps
+from mvp.common.synth_config import SynthConfig
+from mvp.common.video import VideoError, decode_at_fps
 from mvp.synth.embed import get_embedder
-from mvp.synth.errors import VideoError
-from mvp.synth.pipeline import plan_samples, render_prompt
+from mvp.synth.pipeline import plan_samples
 from mvp.v1 import sample_pb2, synthesis_pb2
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from mvp.common.sample import format_answer, frame_uris, label_json
 from mvp.common.storage import Storage
-from mvp.reward.core import format_answer
-from mvp.synth.corpus import label_json
 
 
 @dataclass
@@ -35,7 +34,7 @@ def load_examples(storage: Storage, samples_uri: str, limit: int | None = None) 
     """Reads a samples.jsonl and every frame it references (in parallel)."""
     rows = [json.loads(x) for x in storage.get_bytes(samples_uri).decode().splitlines() if x.strip()]
     rows = rows[:limit] if limit else rows
-    uris = [[f["uri"] for f in r.get("context_frames", []) + r.get("candidates", [])] for r in rows]
+    uris = [frame_uris(r) for r in rows]
     flat = sorted({u for group in uris for u in group})
     with ThreadPoolExecutor(max_workers=8) as pool:
         blobs = dict(zip(flat, pool.map(storage.get_bytes, flat), strict=True))
@@ -56,7 +55,18 @@ def load_examples(storage: Storage, samples_uri: str, limit: int | None = None) 
     return examples
 
 
+def random_picks(example: Example, rng: random.Random) -> list[int]:
+    """K distinct random candidate indices, in random order."""
+    return rng.sample(range(example.index_base, example.index_base + example.num_candidates), example.k)
+
+
 def random_answer(example: Example, rng: random.Random) -> str:
     """A well-formed answer with K distinct random candidates: teaches the format, not the task."""
-    picks = rng.sample(range(example.index_base, example.index_base + example.num_candidates), example.k)
-    return format_answer(picks)
+    return format_answer(random_picks(example, rng))
+
+
+def random_label(example: Example, rng: random.Random) -> str:
+    """The example's label with a random answer: the control run's reward carries no MVP signal."""
+    label = json.loads(example.label_json)
+    label["answer"] = random_picks(example, rng)
+    return json.dumps(label, sort_keys=True)

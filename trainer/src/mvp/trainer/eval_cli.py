@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from mvp.common.settings import StoreSettings, add_settings_flags, settings_from_args
+from mvp.common.settings import REWARD_ADDR, StoreSettings, add_settings_flags, settings_from_args
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +16,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smol", help="checkpoint folder or s3:// URI, 'smol' (default) or 'tiny'")
     parser.add_argument("--samples", required=True, help="held-out samples.jsonl (folder path or s3://)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
-    parser.add_argument("--reward-addr", default="127.0.0.1:50052", help="reward-service host:port")
+    parser.add_argument("--reward-addr", default=REWARD_ADDR, help="reward-service host:port")
     add_settings_flags(parser, StoreSettings)
     parser.set_defaults(func=_eval)
 

@@ -42,21 +42,21 @@ def grpo_loss(
     ref_logp: torch.Tensor | None,
     advantages: torch.Tensor,
     mask: torch.Tensor,
-    clip_eps: float = 0.2,
-    kl_coef: float = 0.0,
+    eps_clip: float = 0.2,
+    init_kl_coef: float = 0.0,
 ) -> LossOutput:
     """All tensors are (N, T) per token except advantages, (N,) per sequence."""
     adv = advantages.unsqueeze(1)
     ratio = torch.exp((logp - old_logp).clamp(-20, 20))
     surr1 = ratio * adv
-    surr2 = ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv
+    surr2 = ratio.clamp(1 - eps_clip, 1 + eps_clip) * adv
     per_token = -torch.min(surr1, surr2)
     kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
-    per_token = per_token + kl_coef * kl
+    per_token = per_token + init_kl_coef * kl
     denom = mask.sum().clamp(min=1)
     loss = (per_token * mask).sum() / denom
     with torch.no_grad():
-        clipped = ((ratio - 1).abs() > clip_eps).float()
+        clipped = ((ratio - 1).abs() > eps_clip).float()
         return LossOutput(
             loss=loss,
             policy_loss=float(((-torch.min(surr1, surr2)) * mask).sum() / denom),

@@ -13,7 +13,7 @@ import copy
 import json
 import logging
 import random
-import shutil
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,31 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from mvp.common.storage import Storage, join
+from mvp.common.storage import Storage, download_folder, join
 from mvp.model.policy import Encoded, Policy
-from mvp.trainer.data import Example, random_answer
+from mvp.trainer.config import GrpoConfig
+from mvp.trainer.data import Example, random_answer, random_label
 from mvp.trainer.grpo import group_advantages, grpo_loss
 
 log = logging.getLogger(__name__)
 
 
-class LocalTrainConfig(BaseModel):
+class LocalTrainConfig(GrpoConfig):
     """The local GRPO recipe. Defaults are for mvp-smol (pretrained, aligned: it already writes the
     answer format) on a 2-core CPU; the tiny random-init fixture needs a high learning rate and the
     format warm-up (the tests pass ``--lr 3e-4 --sft-steps N``)."""
 
     steps: int = Field(60, ge=0, description="GRPO steps (each: prompts_per_step groups).")
     prompts_per_step: int = Field(4, ge=1, description="Prompts (groups) per step.")
-    group_size: int = Field(8, ge=2, description="Completions per prompt (GRPO group).")
     lr: float = Field(1e-5, gt=0, description="AdamW learning rate (full fine-tuning of mvp-smol; tiny: 3e-4).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    kl_coef: float = Field(0.01, ge=0, description="k3 KL to the reference (the post-SFT policy).")
-    clip_eps: float = Field(0.2, gt=0, description="PPO ratio clip.")
     ppo_epochs: int = Field(1, ge=1, description="Update passes over each batch of rollouts.")
-    max_new_tokens: int = Field(16, ge=4, description="Generation budget per completion.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature of rollouts.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
     sft_steps: int = Field(
         0, ge=0, description="Format warm-up steps on random well-formed answers (0: none; the tiny model needs ~60)."
@@ -56,6 +52,17 @@ class LocalTrainConfig(BaseModel):
     eval_every: int = Field(0, ge=0, description="Steps between held-out evaluations (0: only at the end).")
     time_budget_s: float = Field(
         0.0, ge=0, description="Stop GRPO after this many seconds of training even before `steps` (0: no limit)."
+    )
+    train_vision: bool = Field(
+        False, description="Also train the vision tower's ViT blocks (the vision merger always trains)."
+    )
+    train_embeddings: bool = Field(
+        False, description="Also train the token embeddings (tied to the output head in mvp-smol)."
+    )
+    control_random_labels: bool = Field(
+        False,
+        description="Control run: score every group against a random answer (a seeded random pick of its "
+        "candidates) instead of its label, which removes the MVP signal and keeps the format signal.",
     )
 
 
@@ -94,7 +101,8 @@ class LocalTrainer:
         self.on_log = on_log
         self._encoded: dict[str, Encoded] = {}
         torch.manual_seed(config.seed)
-        self.optimizer = torch.optim.AdamW(policy.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.trainable = select_trainable(policy.model, config)
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
         self.ref: torch.nn.Module | None = None
         self.step = 0
         self.sft_done = False
@@ -110,7 +118,7 @@ class LocalTrainer:
         """Teaches the answer format with random well-formed answers (no task information)."""
         cfg = self.config
         rng = random.Random(cfg.seed + 17)
-        opt = torch.optim.AdamW(self.policy.model.parameters(), lr=cfg.sft_lr)
+        opt = torch.optim.AdamW(self.trainable, lr=cfg.sft_lr)
         tok = self.policy.tokenizer
         losses = []
         self.policy.model.train()
@@ -125,7 +133,7 @@ class LocalTrainer:
                 loss = -logp.mean() / cfg.prompts_per_step
                 loss.backward()
                 total += loss.item()
-            torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
             opt.step()
             losses.append(total)
         self.sft_done = True
@@ -147,13 +155,17 @@ class LocalTrainer:
         model.eval()
         for ex in batch:
             enc = self.encoded(ex)
-            completions = self.policy.sample(enc, cfg.group_size, cfg.max_new_tokens, cfg.temperature)
+            completions = self.policy.sample(enc, cfg.n_samples_per_prompt, cfg.max_new_tokens, cfg.temperature)
             groups.append((ex, enc, completions, self.policy.decode(completions)))
         t_gen = time.perf_counter() - t0
 
         t1 = time.perf_counter()
         texts = [t for g in groups for t in g[3]]
-        labels = [g[0].label_json for g in groups for _ in g[3]]
+        if cfg.control_random_labels:
+            rng = random.Random(cfg.seed * 1_000_003 + self.step + 1)
+            labels = [label for g in groups for label in [random_label(g[0], rng)] * len(g[3])]
+        else:
+            labels = [g[0].label_json for g in groups for _ in g[3]]
         results = self.score(texts, labels)
         t_reward = time.perf_counter() - t1
         rewards = torch.tensor([r.reward for r in results], dtype=torch.float32).view(len(groups), -1)
@@ -171,17 +183,17 @@ class LocalTrainer:
                 logp, entropy = self.policy.token_logprobs(enc, completions)
                 old = logp.detach()
                 ref_logp = None
-                if self.ref is not None and cfg.kl_coef > 0:
+                if self.ref is not None and cfg.init_kl_coef > 0:
                     with torch.no_grad():
                         ref_logp, _ = self.policy.token_logprobs(enc, completions, model=self.ref)
-                out = grpo_loss(logp, old, ref_logp, advantages[i], mask, cfg.clip_eps, cfg.kl_coef)
+                out = grpo_loss(logp, old, ref_logp, advantages[i], mask, cfg.eps_clip, cfg.init_kl_coef)
                 (out.loss / len(active)).backward()
                 stats["policy_loss"] += out.policy_loss / len(active)
                 stats["kl"] += out.kl / len(active)
                 stats["clip_fraction"] += out.clip_fraction / len(active)
                 stats["entropy"] += float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)) / len(active)
             if active:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
                 self.optimizer.step()
         t_update = time.perf_counter() - t2
 
@@ -240,11 +252,13 @@ class LocalTrainer:
         if not self.storage.exists(latest):
             return False
         info = json.loads(self.storage.get_bytes(latest))
-        folder = download_checkpoint(self.storage, info["uri"], local_dir)
+        uri = checkpoint_uri(self.output_uri, info)
+        folder = download_checkpoint(self.storage, uri, local_dir)
         from safetensors.torch import load_file
 
         self.policy.model.load_state_dict(load_file(folder / "model.safetensors"), strict=False)
-        state = torch.load(folder / "trainer_state.pt", weights_only=False)
+        # weights_only: tensors and plain containers only; a pickle in the store never runs code here
+        state = torch.load(folder / "trainer_state.pt", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         if state["ref"] is not None:
             self.ref = copy.deepcopy(self.policy.model).eval()
@@ -254,17 +268,49 @@ class LocalTrainer:
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
         self.sft_done = bool(state["sft_done"])
-        log.info("resumed", extra={"step": self.step, "uri": info["uri"]})
+        log.info("resumed", extra={"step": self.step, "uri": uri})
         return True
 
 
+def select_trainable(model: torch.nn.Module, config: LocalTrainConfig) -> list[torch.nn.Parameter]:
+    """Freezes what the recipe keeps fixed (the ViT blocks and the token embeddings by default) and
+    returns the parameters the optimiser updates: only those get AdamW state and gradients."""
+    frozen = []
+    if not config.train_vision:
+        visual = model.model.visual
+        frozen += [module for name, module in visual.named_children() if name != "merger"]
+    if not config.train_embeddings:
+        frozen.append(model.get_input_embeddings())
+        frozen.append(model.get_output_embeddings())
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+CHECKPOINT_NAME = re.compile(r"step-\d{6}")
+
+
+class CheckpointError(ValueError):
+    """A ``latest.json`` that does not name a checkpoint of its own run."""
+
+
+def checkpoint_uri(output_uri: str, info: dict) -> str:
+    """The checkpoint ``latest.json`` commits, confined to the run's own prefix: only
+    ``<output>/step-NNNNNN`` is accepted, whatever a tampered file says."""
+    uri = str(info.get("uri", "")).rstrip("/")
+    name = uri.rsplit("/", 1)[-1]
+    if not CHECKPOINT_NAME.fullmatch(name) or uri != join(output_uri.rstrip("/"), name):
+        raise CheckpointError(f"latest.json names {uri!r}, not a step-NNNNNN checkpoint under {output_uri}")
+    return uri
+
+
 def download_checkpoint(storage: Storage, uri: str, local_dir: Path) -> Path:
-    folder = local_dir / uri.rstrip("/").rsplit("/", 1)[-1]
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for info in storage.list(uri.rstrip("/") + "/"):
-        storage.download(info.uri, folder / info.uri.rsplit("/", 1)[-1])
-    return folder
+    """Downloads a checkpoint folder into ``local_dir/step-NNNNNN``."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    if not CHECKPOINT_NAME.fullmatch(name):
+        raise CheckpointError(f"{uri!r} is not a step-NNNNNN checkpoint")
+    return download_folder(storage, uri, local_dir / name)
 
 
 def _mean(results: list, name: str) -> float:

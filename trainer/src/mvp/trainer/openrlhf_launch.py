@@ -18,9 +18,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mvp.common.sample import prompt_messages
 from mvp.common.settings import load_config_file
 from mvp.common.storage import Storage, is_s3
-from mvp.model.policy import prompt_messages
+from mvp.trainer.config import OPENRLHF_FLAGS, GrpoConfig
 from mvp.trainer.openrlhf_args import OPENRLHF_VERSION, parser
 
 # Versions that work together: OpenRLHF 0.11.2's own pins (its wheel's Requires-Dist).
@@ -45,11 +46,10 @@ class ClusterSection(_Section):
     colocate_all: bool = Field(True, description="Actor, reference and vLLM share GPUs (hybrid engine).")
 
 
-class GrpoSection(_Section):
-    group_size: int = Field(8, ge=2, description="Completions per prompt (n_samples_per_prompt).")
-    kl_coef: float = Field(1e-3, ge=0, description="KL coefficient (k3, as a loss term).")
-    eps_clip: float = Field(0.2, gt=0, description="PPO ratio clip.")
-    temperature: float = Field(1.0, gt=0, description="Rollout temperature.")
+class GrpoSection(GrpoConfig):
+    """The algorithm (``mvp.trainer.config.GrpoConfig``, shared with the local loop) and what only
+    the cluster run has."""
+
     dynamic_filtering: bool = Field(False, description="Drop groups whose rewards are all equal.")
 
 
@@ -64,7 +64,6 @@ class BatchSection(_Section):
 
 class LengthSection(_Section):
     max_len: int = Field(8192, ge=256, description="Prompt + response tokens.")
-    max_new_tokens: int = Field(512, ge=8, description="Response tokens.")
     max_images_per_prompt: int = Field(16, ge=1, description="N - K context + K + l candidates.")
 
 
@@ -118,11 +117,7 @@ def build_args(recipe: Recipe, prompt_dataset: str, eval_dataset: str | None = N
         "--vllm.gpu_memory_utilization": v.gpu_memory_utilization,
         "--algo.advantage.estimator": "group_norm",
         "--algo.kl.estimator": "k3",
-        "--algo.kl.init_coef": g.kl_coef,
-        "--actor.eps_clip": g.eps_clip,
         "--actor.loss_agg_mode": "token-mean",
-        "--rollout.n_samples_per_prompt": g.group_size,
-        "--rollout.temperature": g.temperature,
         "--rollout.batch_size": b.rollout_batch_size,
         "--rollout.micro_batch_size": b.micro_rollout_batch_size,
         "--train.batch_size": b.train_batch_size,
@@ -131,7 +126,6 @@ def build_args(recipe: Recipe, prompt_dataset: str, eval_dataset: str | None = N
         "--train.max_epochs": b.max_epochs,
         "--train.seed": recipe.seed,
         "--data.max_len": ln.max_len,
-        "--rollout.max_new_tokens": ln.max_new_tokens,
         "--data.max_images_per_prompt": ln.max_images_per_prompt,
         "--data.prompt_dataset": prompt_dataset,
         "--data.input_key": "prompt",
@@ -144,6 +138,7 @@ def build_args(recipe: Recipe, prompt_dataset: str, eval_dataset: str | None = N
         "--ckpt.output_dir": recipe.output_dir,
         "--ckpt.path": f"{recipe.output_dir.rstrip('/')}/ds_checkpoints",
         "--ckpt.save_steps": recipe.save_steps,
+        **{flag: getattr(g, name) for name, flag in OPENRLHF_FLAGS.items()},
     }
     switches = [
         "--data.apply_chat_template",

@@ -3,7 +3,6 @@ load samples, connect to the reward-service, train with progress, evaluate, writ
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -12,31 +11,13 @@ import torch
 
 from mvp.clients import RewardClient
 from mvp.common.settings import StoreSettings
-from mvp.common.storage import Storage, is_s3
+from mvp.common.storage import Storage
 from mvp.model.policy import Policy
+from mvp.model.resolve import resolve_model
 from mvp.trainer.curves import CurveLogger
 from mvp.trainer.data import load_examples
 from mvp.trainer.evaluate import evaluate
-from mvp.trainer.local import LocalTrainConfig, LocalTrainer, download_checkpoint
-
-
-def resolve_model(model: str, storage: Storage, cache: Path) -> Path:
-    """'smol' -> mvp-smol (built once into the cache); 'tiny' -> the random-init test fixture;
-    s3://… -> downloaded once into cache; else a folder."""
-    if model == "smol":
-        from mvp.model.smol import ensure_smol_model
-
-        return ensure_smol_model()
-    if model == "tiny":
-        from mvp.model.tiny import ensure_tiny_model
-
-        return ensure_tiny_model()
-    if is_s3(model):
-        folder = cache / model.removeprefix("s3://").replace("/", "_")
-        if not (folder / "config.json").exists():
-            download_checkpoint(storage, model, cache).rename(folder)
-        return folder
-    return Path(model)
+from mvp.trainer.local import LocalTrainConfig, LocalTrainer
 
 
 def train_local(
@@ -76,9 +57,9 @@ def train_local(
         curves.log(0, summary["before"], prefix="eval")
     bar = None
     if progress:
-        from tqdm import tqdm
+        from mvp.common.progress import progress as progress_bar
 
-        bar = tqdm(total=config.steps, initial=trainer.step, desc="grpo", unit="step", file=sys.stderr)
+        bar = progress_bar(total=config.steps, initial=trainer.step, desc="grpo", unit="step")
     t0 = time.perf_counter()
     while trainer.step < config.steps:
         if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from mvp.common.settings import StoreSettings, add_settings_flags, settings_from_args
+from mvp.common.settings import REWARD_ADDR, StoreSettings, add_settings_flags, settings_from_args
 from mvp.trainer.local import LocalTrainConfig
 
 
@@ -28,7 +28,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-limit", type=int, default=64, help="held-out samples evaluated")
     parser.add_argument("--output", help="where checkpoints go (folder or s3://bucket/prefix)")
     parser.add_argument("--logdir", type=Path, default=Path(".mvp/train"), help="TensorBoard events, curves.png")
-    parser.add_argument("--reward-addr", default="127.0.0.1:50052", help="reward-service host:port")
+    parser.add_argument("--reward-addr", default=REWARD_ADDR, help="reward-service host:port")
     parser.add_argument(
         "--resume",
         action=argparse.BooleanOptionalAction,

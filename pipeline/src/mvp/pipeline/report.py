@@ -1,0 +1,178 @@
+"""The main job's report: report.md and index.html with config, stage timings, synthesis
+statistics, metrics (when the training stages ran) and sample sheets."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from statistics import mean
+from typing import TYPE_CHECKING
+
+from mvp.common.sheet import render_sheet
+from mvp.common.storage import Storage
+
+if TYPE_CHECKING:
+    from mvp.pipeline.state import RunState
+
+
+def chance_exact(k: int, pool: int) -> float:
+    """Probability that a uniformly random well-formed answer is the exact sequence."""
+    return 1.0 / math.perm(pool, k)
+
+
+def _samples(storage: Storage, output: str) -> list[dict]:
+    text = storage.get_bytes(f"{output}/samples.jsonl").decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def machine_readable(state: RunState) -> dict:
+    """The report's facts as JSON (report.json), for scripts and benchmarks."""
+    config = state.config
+    k, pool = config.synth.num_masked, config.synth.num_masked + config.synth.num_distractors
+    return {
+        "config": config.model_dump(mode="json"),
+        "stages": [
+            {"name": s.name, "status": s.status, "seconds": s.seconds, "detail": s.detail} for s in state.stages
+        ],
+        "splits": state.splits,
+        "chance_exact": chance_exact(k, pool),
+        "evals": state.evals,
+        "served": state.served,
+        "training": state.training,
+        "artifacts": state.artifacts,
+    }
+
+
+def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 3) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = state.config
+    k, pool = config.synth.num_masked, config.synth.num_masked + config.synth.num_distractors
+    md = ["# MVP-Train run report", ""]
+    md += ["## Stages", "", "| # | stage | status | seconds | detail |", "|---|---|---|---|---|"]
+    for i, s in enumerate(state.stages, 1):
+        detail = s.detail.replace("\n", " ").replace("|", "/")[:200]
+        if s.name == "report" and s.status == "ok":
+            detail = detail or "this report"
+        md.append(f"| {i} | {s.name} | {s.status} | {s.seconds:.1f} | {detail} |")
+    md += ["", "## Synthesis", ""]
+    md += [
+        f"K = {k} masked frames, pool of {pool} candidates: chance exact accuracy = "
+        f"1/{math.perm(pool, k)} = {chance_exact(k, pool):.4f}.",
+        "",
+    ]
+    md += [
+        "| split | videos ok | skipped | failed | samples | mean distractor similarity | mean distance (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    sheet_files: list[str] = []
+    for split, info in state.splits.items():
+        if "output" not in info:
+            continue
+        samples = _samples(storage, info["output"])
+        sims = [s.get("difficulty", {}).get("mean_similarity", 0.0) for s in samples]
+        dists = [s.get("difficulty", {}).get("mean_distance_s", 0.0) for s in samples]
+        md.append(
+            f"| {split} | {info.get('ok', 0)} | {info.get('skipped', 0)} | {info.get('failed', 0)} | {len(samples)} | "
+            f"{mean(sims):.3f} | {mean(dists):.2f} |"
+            if samples
+            else f"| {split} | 0 | | | 0 | | |"
+        )
+        if split == "heldout" or len(state.splits) == 1:
+            for sample in samples[:sheets]:
+                name = f"sheet_{sample['id']}.png"
+                (folder / name).write_bytes(render_sheet(sample, storage.get_bytes, _served_answer(state, sample)))
+                sheet_files.append(name)
+    md += ["", "## Held-out metrics", ""]
+    if state.evals:
+        keys = ("mean_reward", "exact", "selection", "ordering", "format", "chance_exact", "samples")
+        md += ["| checkpoint | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for name, result in state.evals.items():
+            md.append(f"| {name} | " + " | ".join(_num(result.get(k)) for k in keys) + " |")
+    else:
+        md += ["No held-out evaluation ran (see stages)."]
+    curves = state.artifacts.get("curves")
+    if curves and Path(curves).exists():
+        (folder / "curves.png").write_bytes(Path(curves).read_bytes())
+        md += ["", "## Training curves", "", "![curves](curves.png)"]
+    if state.served:
+        s = state.served
+        md += [
+            "",
+            "## Served model",
+            "",
+            f"Sample `{s['sample_id']}` sent through the OpenAI-compatible API ({s['url']}/v1/chat/completions): "
+            f"answer `{s['answer']}`, ground truth {s['ground_truth']}, reward {s['reward']:.3f}.",
+        ]
+    md += ["", "## Sample sheets", ""]
+    md += [f"![{name}]({name})" for name in sheet_files]
+    md += ["", "## Config", "", "```json", config.model_dump_json(indent=2), "```", ""]
+    (folder / "report.md").write_text("\n".join(md))
+    (folder / "report.json").write_text(json.dumps(machine_readable(state), indent=2, default=str))
+    (folder / "index.html").write_text(_html(md))
+    return folder / "index.html"
+
+
+def _html(md_lines: list[str]) -> str:
+    """A small, dependency-free rendering of the report's markdown subset (headings, tables,
+    images, code blocks, paragraphs)."""
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>MVP-Train report</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        "img{max-width:100%;border:1px solid #ddd;margin:6px 0}pre{background:#f6f6f6;padding:1em}</style>",
+        "</head><body>",
+    ]
+    in_code, in_table = False, False
+    for line in md_lines:
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set("".join(cells)) <= set("-"):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+                out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
+            else:
+                out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("# "):
+            out.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("!["):
+            src = line[line.index("(") + 1 : -1]
+            out.append(f"<img src='{html.escape(src)}' alt='{html.escape(src)}'>")
+        elif line:
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _num(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _served_answer(state: RunState, sample: dict) -> list[int] | None:
+    """The served model's parsed answer for ``sample``, to mark on its sheet (None if not served)."""
+    served = state.served
+    if not served or served.get("sample_id") != sample["id"]:
+        return None
+    from mvp.common.sample import parse_answer
+
+    label = sample["label"]
+    parsed = parse_answer(served["answer"], len(label["answer"]), label["num_candidates"], label.get("index_base", 0))
+    return parsed.indices or None

@@ -1,0 +1,42 @@
+"""The object store: the one from MVP_S3_ENDPOINT, or the embedded S3-compatible server as a child process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mvp.pipeline.run import Pipeline
+
+
+def run(job: Pipeline) -> str:
+    from mvp.common.procs import free_port
+    from mvp.common.settings import StoreSettings
+    from mvp.common.storage import Storage
+
+    env_store = StoreSettings()
+    if env_store.endpoint:
+        job.state.store = env_store
+        Storage(env_store).ensure_bucket(job.config.bucket)
+        return f"using MVP_S3_ENDPOINT={env_store.endpoint}"
+    port = free_port()
+    child = job.sup.start(
+        "store",
+        [
+            "store",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(job.out / "store"),
+            "--buckets",
+            job.config.bucket,
+        ],
+        # its shutdown writes the whole store to disk (a large corpus takes minutes); killing it
+        # early keeps the previous snapshot, but loses this run's objects
+        stop_timeout_s=600.0,
+    )
+    store = StoreSettings(endpoint=f"http://127.0.0.1:{port}")
+    # "listening" is logged only after the snapshot of earlier runs is loaded back
+    job.sup.wait_ready(child, lambda: "object store listening" in child.log_path.read_text(), 120)
+    job.state.store = store
+    return f"embedded S3-compatible store on 127.0.0.1:{port}, data in {job.out / 'store'}"

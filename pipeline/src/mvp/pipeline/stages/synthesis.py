@@ -1,0 +1,50 @@
+"""Synthesis: one corpus job per split on synth-service, through its client, with progress."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mvp.pipeline.run import Pipeline
+
+
+def run(job: Pipeline) -> str:
+    from mvp.clients import SynthClient
+    from mvp.common.progress import progress
+    from mvp.pipeline.supervisor import StageError
+    from mvp.v1 import synthesis_pb2
+
+    config = job.config.synth.model_copy(update={"seed": job.config.seed})
+    digest = config.digest()
+    parts = []
+    with SynthClient(job.state.synth_addr) as client:
+        for split, info in job.state.splits.items():
+            output = f"s3://{job.config.bucket}/samples/{digest}/{split}"
+            bar = progress(desc=f"   synth {split}", unit="video")
+            final = client.run_job(
+                info["input"], output, config.to_proto(), on_update=partial(_job_update, job, bar), timeout=1800
+            )
+            bar.close()
+            if final.state != synthesis_pb2.JOB_STATE_SUCCEEDED:
+                raise StageError(f"synthesis job {final.job_id} ({split}) ended {final.state}: {final.error}")
+            if final.samples_written == 0:
+                raise StageError(f"synthesis of {split} wrote no samples; see {output}/summary.json")
+            info.update(
+                output=output,
+                samples=final.samples_written,
+                job_id=final.job_id,
+                ok=final.videos_ok,
+                skipped=final.videos_skipped,
+                failed=final.videos_failed,
+            )
+            parts.append(f"{split}: {final.samples_written} samples from {final.videos_ok} videos")
+    return "; ".join(parts)
+
+
+def _job_update(job: Pipeline, bar, status) -> None:
+    """Draws a job status (mvp.v1.Job) and lets Ctrl-C / SIGTERM stop the run between updates."""
+    from mvp.common.progress import job_progress
+
+    job.sup.check_interrupted()
+    job_progress(bar, status)

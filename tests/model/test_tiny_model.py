@@ -1,0 +1,86 @@
+"""The tiny Qwen2.5-VL honours its spec's vision patch size in both the model and the processor."""
+
+from __future__ import annotations
+
+import pytest
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mvp.model.policy import Policy
+from mvp.model.tiny import TINY, ensure_tiny_model
+
+pytestmark = pytest.mark.unit
+
+
+def test_patch_size_28_gives_one_visual_token_per_frame(tmp_path):
+    spec = {**TINY, "patch_size": 28, "image_pixels": 56 * 56}
+    policy = Policy(ensure_tiny_model(tmp_path / "m", spec=spec))
+    assert policy.model.config.vision_config.patch_size == 28
+    frames = [Image.fromarray(np.full((180, 320, 3), v, np.uint8)) for v in (10, 200)]
+    enc = policy.encode("Frame 1: <image>\nCandidate 1: <image>", frames)
+    assert int((enc.input_ids == policy.image_token_id).sum()) == 2  # one merged token per frame
+    assert enc.image_grid_thw.tolist() == [[1, 2, 2], [1, 2, 2]]
+    completion = policy.tokenizer("<answer>1</answer>", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    logp, _ = policy.token_logprobs(enc, completion)
+    assert logp.shape == completion.shape and torch.isfinite(logp).all()
+
+
+def _policy_and_prompt(tmp_path):
+    policy = Policy(ensure_tiny_model(tmp_path / "m"))
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)) for _ in range(3)]
+    enc = policy.encode("Context: <image> <image>\nCandidate 1: <image>\nAnswer:", frames)
+    return policy, enc
+
+
+def test_shared_prompt_logprobs_equal_full_sequences_with_mrope(tmp_path):
+    """The group's prompt runs once (KV cache repeated); log-probs and their gradient equal running
+    each member's full sequence with the M-RoPE positions transformers computes itself."""
+    policy, enc = _policy_and_prompt(tmp_path)
+    torch.manual_seed(0)
+    completions = torch.randint(0, 200, (3, 5))
+    model = policy.model
+    logp, _ = policy.token_logprobs(enc, completions)
+    logp.sum().backward()
+    shared_grad = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+
+    ids = torch.cat([enc.input_ids.unsqueeze(0).repeat(3, 1), completions], dim=1)
+    logits = model(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        mm_token_type_ids=policy.token_types(ids),
+        pixel_values=enc.pixel_values.repeat(3, 1),
+        image_grid_thw=enc.image_grid_thw.repeat(3, 1),
+    ).logits[:, len(enc.input_ids) - 1 : -1]
+    full = torch.log_softmax(logits.float(), -1).gather(-1, completions.unsqueeze(-1)).squeeze(-1)
+    full.sum().backward()
+    assert torch.allclose(logp, full, atol=1e-4)
+    assert torch.allclose(shared_grad, model.lm_head.weight.grad, atol=1e-4)
+    policy.share_prompt = False  # the benchmark's reference: every member runs its own prompt
+    unshared, _ = policy.token_logprobs(enc, completions)
+    assert torch.allclose(unshared, full, atol=1e-4)
+    # M-RoPE really is in use: an image's tokens span fewer positions than they number
+    assert int((enc.input_ids == policy.image_token_id).sum()) > 3
+    assert enc.next_position < len(enc.input_ids)
+
+
+def test_cached_greedy_sampling_equals_generate(tmp_path):
+    policy, enc = _policy_and_prompt(tmp_path)
+    ours = policy.sample(enc, 2, 8, 1.0, greedy=True)
+    ids = enc.input_ids.unsqueeze(0).repeat(2, 1)
+    theirs = policy.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        mm_token_type_ids=policy.token_types(ids),
+        pixel_values=enc.pixel_values.repeat(2, 1),
+        image_grid_thw=enc.image_grid_thw.repeat(2, 1),
+        max_new_tokens=8,
+        do_sample=False,
+        eos_token_id=policy.eos_id,
+        pad_token_id=policy.pad_id,
+        suppress_tokens=policy.suppress_ids,
+    )[:, len(enc.input_ids) :]
+    assert ours.tolist() == theirs[:, : ours.shape[1]].tolist()

@@ -1,0 +1,113 @@
+"""`mvp run` end to end with small settings: every stage that exists, the report, the store's
+contents, and no child process left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.procs import MVP, REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def children_of_run(out: Path) -> set[int]:
+    """Processes started by the `mvp run` whose working folder is ``out`` (marked in their env)."""
+    marker = f"MVP_SUPERVISED_BY={out.resolve() / 'logs'}".encode()
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker in environ:
+                pids.add(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_main_job_small(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
+    out = tmp_path / "run"
+    args = [*MVP, "run", "--model", "tiny", "--videos", "4", "--video-seconds", "12", "--steps", "2", "--out", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "== [4] synthesis" in proc.stderr
+    assert "chance exact =" in proc.stderr and "  after " in proc.stderr  # the before/after table
+    assert "\r" not in proc.stderr, "progress bars drew carriage returns into a log (not a TTY)"
+    assert len(proc.stderr) < 30_000, len(proc.stderr)
+    report = (out / "report" / "report.md").read_text()
+    for stage in ("synthesis", "baseline eval", "training", "final eval", "serve and query", "report"):
+        assert f"| {stage} | ok |" in report, stage
+    assert "| before |" in report and "| after |" in report
+    assert "## Served model" in report
+    assert (out / "report" / "curves.png").stat().st_size > 0
+    assert "chance exact accuracy" in report
+    assert list((out / "report").glob("sheet_*.png"))
+    assert (out / "report" / "index.html").read_text().count("<img") >= 1
+    facts = json.loads((out / "report" / "report.json").read_text())
+    assert {"before", "after"} <= set(facts["evals"]) and 0 < facts["chance_exact"] < 1
+    assert [s["status"] for s in facts["stages"]] == ["ok"] * 9  # the report's own row included
+    # the store was snapshotted on shutdown: corpus and samples are on disk
+    store = out / "store" / "mvp"
+    assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3
+    assert list(store.glob("samples/*/heldout/openrlhf.jsonl"))
+    assert list(store.glob("checkpoints/*/step-000002/model.safetensors"))
+    assert children_of_run(out) == set(), "a child process survived mvp run"
+
+    # a second run reuses the corpus and the samples (same content-addressed ids)
+    first = sorted(p.read_text() for p in store.glob("samples/*/heldout/samples.jsonl"))
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "0 uploaded" in proc.stderr
+    assert "resumed from step 2" in proc.stderr  # the finished training run is not redone
+    assert sorted(p.read_text() for p in store.glob("samples/*/heldout/samples.jsonl")) == first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_stops_every_child(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
+    proc = subprocess.Popen(
+        [*MVP, "run", "--model", "tiny", "--videos", "4", "--video-seconds", "12", "--steps", "50", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(children_of_run(out)) < 3:  # store, synth, reward
+        time.sleep(0.2)
+    assert len(children_of_run(out)) >= 3, "services did not start"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    assert children_of_run(out) == set()
+
+
+@pytest.mark.slow
+def test_failed_stage_names_itself_and_its_logs(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
+    proc = subprocess.run(
+        [*MVP, "run", "--input", "s3://no-such-bucket/videos/", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert "stage 'synthesis' failed" in proc.stderr and "no-such-bucket" in proc.stderr
+    assert str(out / "logs") in proc.stderr
+    assert children_of_run(out) == set()
