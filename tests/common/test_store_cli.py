@@ -3,10 +3,10 @@ the Kubernetes bucket-init Job, the deploy guide and init containers rely on."""
 
 from __future__ import annotations
 
-import pytest
-
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage

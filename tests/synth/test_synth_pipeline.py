@@ -3,9 +3,8 @@ similarity falls with time distance like real footage)."""
 
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
+import pytest
 
 from mvp.common.synth_config import SynthConfig
 from mvp.synth.pipeline import plan_samples

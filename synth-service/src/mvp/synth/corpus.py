@@ -12,7 +12,9 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -88,9 +90,32 @@ class CorpusProgress:
 _worker_storage: Storage | None = None
 
 
-def _init_worker(store: dict) -> None:
+def _init_worker(store: dict, owner_pid: int) -> None:
     global _worker_storage
     _worker_storage = Storage(StoreSettings.model_validate(store))
+    threading.Thread(target=_die_with, args=(owner_pid,), name="owner-watch", daemon=True).start()
+
+
+def _die_with(owner_pid: int, interval_s: float = 0.5) -> None:
+    """Exits this worker as soon as the process that owns the pool is gone (kill -9 included), so a
+    restarted server never races an orphan committing manifests. A forkserver worker's parent is
+    the forkserver, not the owner: the owner's pid is watched directly."""
+    while _alive(owner_pid):
+        time.sleep(interval_s)
+    os._exit(70)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # PermissionError: the pid now belongs to someone else
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: signal 0 is all we can know
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _work(uri: str, output: str, config_json: str) -> bytes:
@@ -181,7 +206,7 @@ def _run_pool(storage, pending, output, config, config_json, store_dict, workers
     # forkserver, not fork: the parent may run gRPC threads, which must never be forked.
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(store_dict,)
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(store_dict, os.getpid())
     ) as pool:
         queue = list(pending)
         running: dict[Future, str] = {}

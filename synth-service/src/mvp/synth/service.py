@@ -23,6 +23,7 @@ from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage, StorageError, join
 from mvp.common.synth_config import SynthConfig
 from mvp.synth import metrics
+from mvp.synth.access import JOB_ID, AccessDeniedError, AccessPolicy
 from mvp.synth.corpus import CorpusError, CorpusProgress, normalise_output, run_corpus
 from mvp.synth.settings import SynthServerSettings
 from mvp.synth.video import process_video
@@ -58,6 +59,7 @@ class JobManager:
         self.storage = Storage(store)
         self.jobs: dict[str, JobRecord] = {}
         self.lock = threading.Lock()
+        self.access = AccessPolicy(settings.allowed_buckets, settings.local_roots, settings.clip_model)
 
     def _persist(self, record: JobRecord) -> None:
         if not self.settings.state_uri:
@@ -83,21 +85,46 @@ class JobManager:
         except StorageError:
             return []
         for info in infos:
-            spec = json.loads(self.storage.get_bytes(info.uri))
-            if synthesis_pb2.JobState.Value(spec["state"]) in TERMINAL:
+            if "/quarantine/" in info.uri[len(self.settings.state_uri) :]:
                 continue
-            request = synthesis_pb2.SubmitJobRequest(
-                input_uri=spec["input_uri"],
-                output_uri=spec["output_uri"],
-                job_id=spec["job_id"],
-                shard_index=spec["shard_index"],
-                shard_count=spec["shard_count"],
-            )
-            self.submit(request, SynthConfig.model_validate(spec["config"]))
+            try:
+                spec = json.loads(self.storage.get_bytes(info.uri))
+                if synthesis_pb2.JobState.Value(spec["state"]) in TERMINAL:
+                    continue
+                request = synthesis_pb2.SubmitJobRequest(
+                    input_uri=spec["input_uri"],
+                    output_uri=spec["output_uri"],
+                    job_id=self.access.job_id(spec["job_id"]),
+                    shard_index=spec["shard_index"],
+                    shard_count=spec["shard_count"],
+                )
+                config = SynthConfig.model_validate(spec["config"])
+            except (ValueError, KeyError, TypeError, AccessDeniedError, StorageError) as exc:
+                self._quarantine(info.uri, f"{type(exc).__name__}: {exc}")
+                continue
+            self.submit(request, config)
             resumed.append(spec["job_id"])
         if resumed:
             log.info("resumed unfinished jobs", extra={"jobs": resumed})
         return resumed
+
+    def _quarantine(self, uri: str, reason: str) -> None:
+        """Moves an unreadable job spec aside (``<state_uri>/quarantine/``) so the server still
+        starts, and reports the job FAILED with the reason."""
+        name = uri.rsplit("/", 1)[-1]
+        log.error("unreadable job state quarantined", extra={"uri": uri, "reason": reason})
+        try:
+            data = self.storage.get_bytes(uri)
+            self.storage.put_bytes(join(self.settings.state_uri, "quarantine", name), data)
+            self.storage.delete(uri)
+        except StorageError as exc:
+            log.error("could not move job state aside", extra={"uri": uri, "error": str(exc)})
+        job_id = name.removesuffix(".json")
+        if JOB_ID.fullmatch(job_id):
+            job = synthesis_pb2.Job(
+                job_id=job_id, state=synthesis_pb2.JOB_STATE_FAILED, error=f"unreadable job state: {reason}"[:500]
+            )
+            self.jobs[job_id] = JobRecord(job=job, config=SynthConfig())
 
     def submit(self, request: synthesis_pb2.SubmitJobRequest, config: SynthConfig) -> JobRecord:
         job_id = request.job_id or job_id_for(request, config)
@@ -119,7 +146,13 @@ class JobManager:
             )
             record = JobRecord(job=job, config=config)
             self.jobs[job_id] = record
-        self._persist(record)
+        try:
+            self._persist(record)
+        except Exception:
+            with self.lock:  # a job that cannot be persisted is rejected, and frees its slot
+                if self.jobs.get(job_id) is record:
+                    del self.jobs[job_id]
+            raise
         threading.Thread(target=self._run, args=(record,), name=f"job-{job_id}", daemon=True).start()
         return record
 
@@ -206,9 +239,20 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
 
     async def _config(self, message, context: grpc.aio.ServicerContext) -> SynthConfig:
         try:
-            return SynthConfig.from_proto(message if message.ByteSize() else None)
+            config = SynthConfig.from_proto(message if message.ByteSize() else None)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid synthesis config: {exc}")
+            raise
+        await self._checked(context, self.manager.access.embedder, config.embedder)
+        return config
+
+    async def _checked(self, context: grpc.aio.ServicerContext, check, *args) -> str:
+        """Runs an access check; a denial ends the call before any work is done."""
+        try:
+            return check(*args)
+        except AccessDeniedError as exc:
+            code = grpc.StatusCode.PERMISSION_DENIED if exc.permission else grpc.StatusCode.INVALID_ARGUMENT
+            await context.abort(code, str(exc))
             raise
 
     async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
@@ -220,6 +264,9 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
     async def SynthesizeVideo(self, request, context):  # noqa: N802
         if not request.video_uri or not request.output_uri:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "video_uri and output_uri are required")
+        access = self.manager.access
+        video_uri = await self._checked(context, access.uri, request.video_uri, "video_uri")
+        output_uri = await self._checked(context, access.uri, request.output_uri, "output_uri")
         config = await self._config(request.config, context)
         loop = asyncio.get_running_loop()
         try:
@@ -227,8 +274,8 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
                 self.executor,
                 process_video,
                 self.manager.storage,
-                request.video_uri,
-                normalise_output(request.output_uri),
+                video_uri,
+                normalise_output(output_uri),
                 config,
             )
         except StorageError as exc:
@@ -241,11 +288,17 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_uri and output_uri are required")
         if request.shard_count and not 0 <= request.shard_index < request.shard_count:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "shard_index must be in [0, shard_count)")
+        access = self.manager.access
+        request.input_uri = await self._checked(context, access.uri, request.input_uri, "input_uri")
+        request.output_uri = await self._checked(context, access.uri, request.output_uri, "output_uri")
+        await self._checked(context, access.job_id, request.job_id)
         config = await self._config(request.config, context)
         try:
             record = self.manager.submit(request, config)
         except ResourceWarning as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except StorageError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"job not accepted: its state could not be saved: {exc}")
         return synthesis_pb2.SubmitJobResponse(job=self.manager.snapshot(record, True))
 
     async def GetJob(self, request, context):  # noqa: N802

@@ -22,3 +22,15 @@ class SynthServerSettings(GrpcServerSettings):
         "there are resumed on start. Unset: jobs live only in memory.",
     )
     max_jobs: int = Field(4, ge=1, description="Corpus jobs allowed to run at once; more are rejected.")
+    allowed_buckets: str = Field(
+        "",
+        description="Comma-separated buckets requests may read and write (empty: any bucket of the configured store).",
+    )
+    local_roots: str = Field(
+        "",
+        description="Comma-separated local folders requests may read and write (empty: requests may not name "
+        "local paths at all).",
+    )
+    clip_model: str | None = Field(
+        None, description="The one CLIP model folder a request may use (embedder 'clip:<this path>')."
+    )
