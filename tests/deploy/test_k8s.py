@@ -218,9 +218,18 @@ def settings_env_names() -> set[str]:
 PLAIN_ENV = {"MVP_CACHE_DIR", "HOME", "HF_HOME", "MPLCONFIGDIR", "OMP_NUM_THREADS"}
 
 
+def client_env_names() -> set[str]:
+    """What the gRPC clients (and the OpenRLHF reward_func plug-in) read from the environment."""
+    from mvp.clients import RewardClient, SynthClient
+
+    names = {f"{c.ENV_PREFIX}_{suffix}" for c in (RewardClient, SynthClient) for suffix in ("TOKEN", "TLS_CA")}
+    plugin = (REPO / "reward-service/src/mvp/reward/reward_func.py").read_text()
+    return names | {n for n in ("MVP_REWARD_ADDR", "MVP_REWARD_TIMEOUT_S") if f'"{n}"' in plugin}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_env_var_names_are_read_by_the_code(overlay: str) -> None:
-    known = settings_env_names() | PLAIN_ENV
+    known = settings_env_names() | PLAIN_ENV | client_env_names()
     config = next(o for o in render(overlay) if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mvp-config")
     assert set(config["data"]) <= known, set(config["data"]) - known
     for obj in render(overlay):

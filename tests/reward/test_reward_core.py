@@ -246,3 +246,30 @@ def test_megabyte_completion() -> None:
     text = "x" * (1 << 20) + "<answer>3, 1, 5, 2</answer>"
     assert r(text).reward == 1.0
     assert r("<answer>" * 100_000).failure_reason == FailureReason.NO_ANSWER_TAG
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.permutations(list(range(12))).flatmap(lambda p: st.integers(0, 12).map(lambda n: p[:n])))
+def test_concordant_pairs_equals_the_pairwise_count(ranks: list[int]) -> None:
+    from mvp.reward.core import concordant_pairs
+
+    slow = sum(1 for i in range(len(ranks)) for j in range(i + 1, len(ranks)) if ranks[i] < ranks[j])
+    assert concordant_pairs(ranks) == slow
+
+
+def test_label_cache_is_bounded_in_bytes() -> None:
+    """40 distinct large labels no longer stay in memory (#15: RSS grew 341 -> 435 MiB)."""
+    import json
+
+    from mvp.reward.core import LabelCache
+
+    cache = LabelCache(max_bytes=256 << 10, max_item_bytes=64 << 10)
+    for i in range(40):
+        text = json.dumps({"answer": [1, 2], "num_candidates": 3, "pad": "x" * (30 << 10) + str(i)})
+        assert cache.get(text).answer == (1, 2)
+        assert cache.bytes <= cache.max_bytes
+    huge = json.dumps({"answer": [1], "num_candidates": 2, "pad": "y" * (1 << 20)})
+    cache.get(huge)
+    assert huge not in cache._items  # too large to keep: parsed, never stored
+    small = json.dumps({"answer": [2, 1], "num_candidates": 2})
+    assert cache.get(small) is cache.get(small)  # the common case still hits

@@ -110,13 +110,16 @@ def test_health_and_reflection_without_our_protos(reward_server: Proc) -> None:
     assert {"mvp.v1.RewardService", "grpc.health.v1.Health"} <= services
 
 
-def _post(port: int, payload: object, path: str = "/score") -> tuple[int, dict]:
+def _post(
+    port: int, payload: object, path: str = "/score", token: str | None = None, base: str = "http://127.0.0.1", ssl=None
+) -> tuple[int, dict]:
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{base}:{port}{path}", data=data, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=ssl) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -160,11 +163,22 @@ def test_openrlhf_http_protocol(reward_server: Proc) -> None:
         ([1, 2], "JSON object"),
         ({"query": ["a"], "labels": []}, "equal length"),
         ({"query": ["a"], "labels": ['{"answer": [1]}']}, "invalid label"),
+        # hostile labels (issue #15): a 5000-digit integer, a K = 24,000 pool, deep nesting, NaN times
+        ({"query": ["a"], "labels": ['{"answer": [' + "9" * 5000 + '], "num_candidates": 3}']}, "invalid label"),
+        (
+            {"query": ["a"], "labels": [json.dumps({"answer": list(range(1, 24001)), "num_candidates": 24000})]},
+            "exceeds 1024",
+        ),
+        ({"query": ["a"], "labels": ["[" * 100_000 + "]" * 100_000]}, "invalid label"),
+        ({"query": ["a"], "labels": ['{"answer": [1], "num_candidates": 2, "gap_start_s": NaN}']}, "invalid label"),
+        ({"query": ["a"] * 5000, "labels": ["{}"] * 5000}, "max_batch"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
+        (b'{"query": ["\xff\xfe"]}', "not JSON"),
     ],
 )
 def test_openrlhf_http_errors(reward_server: Proc, payload: object, needle: str) -> None:
     status, body = _post(reward_server.ports["http"], payload)
-    assert status == 400
+    assert status == (413 if needle == "max_batch" else 400)
     assert needle in body["error"]
 
 
@@ -245,6 +259,15 @@ def test_bearer_token(session_tmp: Path) -> None:
         with RewardClient(ClientConfig(target=addr(proc), auth_token="s3cret")) as good:
             assert good.score(["<answer>3, 1, 5, 2</answer>"], [LABEL])[0].reward == 1.0
             good.wait_healthy()  # health stays open for Kubernetes probes
+        # the same token guards the OpenRLHF HTTP port
+        body = {"query": ["<answer>3, 1, 5, 2</answer>"], "labels": [LABEL]}
+        http = proc.ports["http"]
+        assert _post(http, body)[0] == 401
+        assert _post(http, body, token="wrong")[0] == 401
+        status, reply = _post(http, body, token="s3cret")
+        assert status == 200 and reply["rewards"] == [1.0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/health", timeout=5) as response:
+            assert response.status == 200  # health stays open here too
     finally:
         proc.stop()
 
@@ -291,6 +314,15 @@ def test_tls(tmp_path: Path) -> None:
         plain = RewardClient(ClientConfig(target=addr(proc), timeout_s=2, wait_for_ready=False, max_attempts=1))
         with pytest.raises(ServiceUnavailableError):
             plain.score(["x"], [LABEL])
+        # the HTTP port serves TLS with the same certificate, and nothing in plaintext
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(cert))
+        body = {"query": ["<answer>3, 1, 5, 2</answer>"], "labels": [LABEL]}
+        status, reply = _post(proc.ports["http"], body, base="https://localhost", ssl=context)
+        assert status == 200 and reply["rewards"] == [1.0]
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            _post(proc.ports["http"], body)
     finally:
         proc.stop()
 

@@ -46,7 +46,12 @@ def test_recipes_produce_valid_openrlhf_args(path: Path) -> None:
     assert ns["algo.advantage.estimator"] == "group_norm"
     assert ns["algo.kl.estimator"] == "k3" and ns["algo.kl.use_loss"] is True
     assert ns["rollout.n_samples_per_prompt"] == recipe.grpo.n_samples_per_prompt > 1
-    assert ns["reward.remote_url"] == recipe.reward_url
+    if recipe.reward_url == "reward_func":  # the installed plug-in file, which OpenRLHF loads by path
+        import mvp.reward.reward_func as plugin
+
+        assert ns["reward.remote_url"] == plugin.__file__
+    else:
+        assert ns["reward.remote_url"] == recipe.reward_url
     assert ns["data.input_key"] == "prompt" and ns["data.label_key"] == "label"
     assert ns["data.apply_chat_template"] is True and ns["data.max_images_per_prompt"] > 0
 

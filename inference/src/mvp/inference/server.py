@@ -6,6 +6,7 @@ one (vLLM backend, ``mvp.inference.vllm_backend``); media, limits and errors are
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -203,6 +204,18 @@ def create_app(state: App) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(x) for x in first.get("loc", [])[1:]) or None
         return ApiError(400, f"invalid request: {first.get('msg', 'malformed body')}", param=param).response()
+
+    api_key = state.settings.api_key.get_secret_value().encode() if state.settings.api_key else None
+
+    @app.middleware("http")
+    async def _require_api_key(request: Request, call_next):
+        if api_key is not None and request.url.path.startswith("/v1"):
+            given = request.headers.get("authorization", "")
+            scheme, _, key = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(key.encode(), api_key):
+                kind = "invalid_api_key" if given else "missing_api_key"
+                return ApiError(401, "a valid API key is required (Authorization: Bearer <key>)", code=kind).response()
+        return await call_next(request)
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next):
@@ -422,7 +435,7 @@ async def _predict(state: App, body: PredictRequest) -> dict:
     if state.settings.reward_addr:
         from mvp.clients import RewardClient
 
-        with RewardClient(state.settings.reward_addr) as client:
+        with RewardClient(state.settings.reward_addr) as client:  # MVP_REWARD_TOKEN / _TLS_CA from the env
             (scored,) = await asyncio.to_thread(client.score, [completion], [label_json(sample)])
         result["reward"] = scored.reward
         result["components"] = {

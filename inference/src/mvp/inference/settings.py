@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,7 +56,16 @@ class ServeSettings(BaseSettings):
     vllm_extra_args: str = Field(
         "", description="vLLM backend: more flags for the launched vLLM server, verbatim (e.g. '--dtype bfloat16')."
     )
-    reward_addr: str | None = Field(None, description="reward-service host:port, to score /v1/mvp/predict answers.")
+    reward_addr: str | None = Field(
+        None,
+        description="reward-service host:port, to score /v1/mvp/predict answers "
+        "(its token and CA: MVP_REWARD_TOKEN, MVP_REWARD_TLS_CA).",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="Require 'Authorization: Bearer <key>' on every /v1 route (the OpenAI client's api_key); "
+        "/health and /metrics stay open for probes and Prometheus.",
+    )
 
     @model_validator(mode="after")
     def _name_from_model(self) -> ServeSettings:

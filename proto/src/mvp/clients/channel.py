@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import grpc
@@ -71,10 +72,21 @@ def make_channel(config: ClientConfig) -> grpc.Channel:
 
 
 class BaseClient:
-    """Holds the channel and the per-call metadata; subclasses add typed methods."""
+    """Holds the channel and the per-call metadata; subclasses add typed methods.
+
+    A client built from a bare address reads its credentials from the environment, so every
+    process that talks to a service (trainer, main job, inference, OpenRLHF's workers) is configured
+    the same way: ``<ENV_PREFIX>_TOKEN`` (bearer token) and ``<ENV_PREFIX>_TLS_CA`` (PEM CA file)."""
+
+    ENV_PREFIX = ""
 
     def __init__(self, config: ClientConfig | str) -> None:
-        self.config = ClientConfig(target=config) if isinstance(config, str) else config
+        if isinstance(config, str):
+            env = os.environ
+            ca = env.get(f"{self.ENV_PREFIX}_TLS_CA") if self.ENV_PREFIX else None
+            token = env.get(f"{self.ENV_PREFIX}_TOKEN") if self.ENV_PREFIX else None
+            config = ClientConfig(target=config, auth_token=token or None, tls_ca_file=Path(ca) if ca else None)
+        self.config = config
         self.channel = make_channel(self.config)
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {self.config.auth_token}"),) if self.config.auth_token else ()

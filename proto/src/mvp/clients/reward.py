@@ -17,6 +17,8 @@ class RewardClient(BaseClient):
     ...     results = rc.score(["<answer>2, 1</answer>"], ['{"answer": [2, 1], "num_candidates": 4}'])
     """
 
+    ENV_PREFIX = "MVP_REWARD"
+
     def __init__(self, config: ClientConfig | str, *, chunk_size: int = 1024) -> None:
         super().__init__(config)
         self.stub = reward_pb2_grpc.RewardServiceStub(self.channel)

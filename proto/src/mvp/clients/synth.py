@@ -13,6 +13,8 @@ from mvp.v1 import sample_pb2, synthesis_pb2, synthesis_pb2_grpc
 class SynthClient(BaseClient):
     """Submits and follows synthesis jobs on a running synth-service."""
 
+    ENV_PREFIX = "MVP_SYNTH"
+
     def __init__(self, config: ClientConfig | str) -> None:
         super().__init__(config)
         self.stub = synthesis_pb2_grpc.SynthesisServiceStub(self.channel)

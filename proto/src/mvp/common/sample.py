@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 IMAGE_PLACEHOLDER = "<image>"
 PROMPT_VERSION = "mvp-prompt-v1"
+# The largest candidate pool a label may describe (so K <= this too): far above any MVP prompt
+# (K + l of a few dozen frames), low enough that scoring one label stays cheap.
+MAX_CANDIDATES = 1024
 
 
 class InvalidLabelError(ValueError):
@@ -64,6 +67,8 @@ class Label:
         k = len(self.answer)
         if k == 0:
             raise InvalidLabelError("label.answer is empty")
+        if self.num_candidates > MAX_CANDIDATES:
+            raise InvalidLabelError(f"label.num_candidates {self.num_candidates} exceeds {MAX_CANDIDATES}")
         if self.index_base not in (0, 1):
             raise InvalidLabelError(f"label.index_base must be 0 or 1, got {self.index_base}")
         if self.num_candidates < k:
@@ -120,8 +125,8 @@ class Label:
         """Parses a label JSON string (what ``label_json`` writes)."""
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, TypeError, RecursionError) as exc:
-            raise InvalidLabelError(f"label is not valid JSON: {exc}") from None
+        except (ValueError, TypeError, RecursionError) as exc:  # ValueError: also Python's 4300-digit int limit
+            raise InvalidLabelError(f"label is not valid JSON: {str(exc)[:200]}") from None
         return cls.from_dict(data)
 
 

@@ -5,8 +5,10 @@ every score comes from ``mvp.reward.core``."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 
@@ -103,15 +105,15 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid reward config: {exc}")
         t0 = time.perf_counter()
-        results = []
+        pairs = []
         label_of = self.scorer.label_of
         for i, item in enumerate(items):
             try:
-                label = label_of(item)
+                pairs.append((item.completion, label_of(item)))
             except core.InvalidLabelError as exc:
                 metrics.INVALID_LABELS.labels("grpc").inc()
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"items[{i}]: invalid label: {exc}")
-            results.append(core.score(item.completion, label, config))
+        results = await asyncio.to_thread(_score_all, pairs, config)  # health checks stay answered meanwhile
         metrics.record(results, "grpc", time.perf_counter() - t0)
         return reward_pb2.ScoreResponse(results=[result_to_proto(r) for r in results])
 
@@ -127,13 +129,34 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                 metrics.INVALID_LABELS.labels("grpc_stream").inc()
                 yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, error=str(exc))
                 continue
-            result = core.score(request.item.completion, label, config)
+            (result,) = await asyncio.to_thread(_score_all, [(request.item.completion, label)], config)
             metrics.record([result], "grpc_stream", time.perf_counter() - t0)
             yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, result=result_to_proto(result))
 
 
-def _http_error(status: type[web.HTTPException], message: str) -> web.HTTPException:
-    return status(text=json.dumps({"error": message}), content_type="application/json")
+def _http_error(status: type[web.HTTPException], message: str, **kwargs) -> web.HTTPException:
+    return status(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
+
+
+def _score_all(pairs: list[tuple[str, core.Label]], config: core.RewardConfig) -> list[core.RewardResult]:
+    return [core.score(text, label, config) for text, label in pairs]
+
+
+def _bearer_middleware(token: str):
+    """The HTTP port's half of ``auth_token``: every route but /health needs ``Authorization:
+    Bearer <token>`` (the gRPC port checks the same token in its interceptor)."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        if request.path != "/health":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                reason = "invalid bearer token" if given else "missing 'Authorization: Bearer <token>' header"
+                raise _http_error(web.HTTPUnauthorized, reason, headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return check
 
 
 def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.Application:
@@ -142,8 +165,8 @@ def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.A
     async def handle(request: web.Request) -> web.Response:
         try:
             payload = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise _http_error(web.HTTPBadRequest, f"body is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, 4300-digit ints, deep nesting
+            raise _http_error(web.HTTPBadRequest, f"body is not JSON: {str(exc)[:200]}") from None
         if not isinstance(payload, dict):
             raise _http_error(web.HTTPBadRequest, "body must be a JSON object")
         queries, prompts, labels = payload.get("query"), payload.get("prompts"), payload.get("labels")
@@ -155,10 +178,13 @@ def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.A
             raise _http_error(web.HTTPBadRequest, "'prompts' must be a list as long as 'query'")
         if len(queries) > settings.max_batch:
             raise _http_error(
-                web.HTTPRequestEntityTooLarge, f"batch of {len(queries)} exceeds max_batch={settings.max_batch}"
+                web.HTTPRequestEntityTooLarge,
+                f"batch of {len(queries)} exceeds max_batch={settings.max_batch}",
+                max_size=settings.max_batch,
+                actual_size=len(queries),
             )
         t0 = time.perf_counter()
-        results = []
+        pairs = []
         for i, (query, label_text) in enumerate(zip(queries, labels, strict=True)):
             prompt = prompts[i] if prompts is not None else None
             if not isinstance(query, str) or not isinstance(label_text, str | dict):
@@ -168,15 +194,16 @@ def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.A
             except core.InvalidLabelError as exc:
                 metrics.INVALID_LABELS.labels("http").inc()
                 raise _http_error(web.HTTPBadRequest, f"item {i}: invalid label: {exc}") from None
-            response = response_from_query(query, prompt if isinstance(prompt, str) else None)
-            results.append(core.score(response, label, scorer.default))
+            pairs.append((response_from_query(query, prompt if isinstance(prompt, str) else None), label))
+        results = await asyncio.to_thread(_score_all, pairs, scorer.default)  # the event loop stays free
         metrics.record(results, "http", time.perf_counter() - t0)
         return web.json_response(to_openrlhf(results))
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    app = web.Application(client_max_size=settings.max_message_mb * 1024 * 1024)
+    middlewares = [_bearer_middleware(settings.auth_token.get_secret_value())] if settings.auth_token else []
+    app = web.Application(client_max_size=settings.max_message_mb * 1024 * 1024, middlewares=middlewares)
     for path in ("/", "/score", "/get_reward"):
         app.router.add_post(path, handle)
     app.router.add_get("/health", healthz)
@@ -200,7 +227,14 @@ async def run_server(settings: RewardServerSettings) -> None:
             return
         runner = web.AppRunner(make_http_app(scorer, settings), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.http_port)
+        ssl_context = None
+        if settings.tls_cert_file is not None:  # the same certificate as the gRPC port
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+            if settings.tls_client_ca_file is not None:
+                ssl_context.load_verify_locations(settings.tls_client_ca_file)
+                ssl_context.verify_mode = ssl.CERT_REQUIRED
+        site = web.TCPSite(runner, settings.host, settings.http_port, ssl_context=ssl_context)
         await site.start()
         bound = site._server.sockets[0].getsockname()[1] if site._server else settings.http_port  # type: ignore[union-attr]
         log.info("openrlhf http endpoint listening", extra={"http_port": bound, "path": "/score"})

@@ -80,7 +80,12 @@ class Recipe(_Section):
     model: str = Field(description="HF model path on the nodes (or hub id where nodes can download).")
     dataset: str = Field(description="synth-service's openrlhf.jsonl (s3:// or path).")
     eval_dataset: str | None = Field(None, description="Held-out openrlhf.jsonl.")
-    reward_url: str = Field(description="reward-service HTTP endpoint (http://reward:8092/score) or a reward_func .py")
+    reward_url: str = Field(
+        description="reward-service HTTP endpoint (http://reward:8092/score), a reward_func .py, or 'reward_func': "
+        "the installed MVP plug-in (gRPC, with MVP_REWARD_ADDR / MVP_REWARD_TOKEN / MVP_REWARD_TLS_CA on the "
+        "workers; the route to use when the reward-service requires a token, which OpenRLHF's HTTP client "
+        "cannot send)"
+    )
     output_dir: str = Field("/data/mvp/ckpt", description="Checkpoint folder on shared storage.")
     tensorboard_dir: str | None = Field("/data/mvp/tensorboard", description="TensorBoard folder.")
     lr: float = Field(1e-6, gt=0, description="Actor learning rate.")
@@ -101,6 +106,19 @@ class Recipe(_Section):
     @classmethod
     def load(cls, path: Path) -> Recipe:
         return cls.model_validate(load_config_file(path))
+
+
+def reward_target(url: str) -> str:
+    """The recipe's reward_url as OpenRLHF takes it; 'reward_func' is the installed plug-in file of
+    mvp-reward-service (found by name, in the environment that runs OpenRLHF)."""
+    if url != "reward_func":
+        return url
+    import importlib.util
+
+    spec = importlib.util.find_spec("mvp.reward.reward_func")
+    if spec is None or spec.origin is None:
+        raise ValueError("reward_url 'reward_func' needs mvp-reward-service installed where OpenRLHF runs")
+    return spec.origin
 
 
 def build_args(recipe: Recipe, prompt_dataset: str, eval_dataset: str | None = None) -> list[str]:
@@ -131,7 +149,7 @@ def build_args(recipe: Recipe, prompt_dataset: str, eval_dataset: str | None = N
         "--data.input_key": "prompt",
         "--data.label_key": "label",
         "--data.image_key": "images",
-        "--reward.remote_url": recipe.reward_url,
+        "--reward.remote_url": reward_target(recipe.reward_url),
         "--actor.adam.lr": recipe.lr,
         "--ds.zero_stage": recipe.zero_stage,
         "--ds.param_dtype": "bf16",
