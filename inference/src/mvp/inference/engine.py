@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from mvp.inference import metrics
 from mvp.model.policy import Encoded, Policy
@@ -35,6 +36,9 @@ class GenRequest:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     arrival: float = field(default_factory=time.perf_counter)
+    # set when the client went away: a queued request is dropped, a running batch whose requests
+    # are all cancelled stops generating
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def key(self) -> tuple:
         return (self.temperature, self.top_p, self.max_tokens)
@@ -81,6 +85,17 @@ class _Streamer:
         return None
 
 
+class _AllCancelled(StoppingCriteria):
+    """Stops a batch once every request in it was cancelled (their clients disconnected)."""
+
+    def __init__(self, batch: list[GenRequest]) -> None:
+        self.batch = batch
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        stop = all(r.cancelled.is_set() for r in self.batch)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
 class TransformersEngine:
     def __init__(self, policy: Policy, model_name: str, max_batch_size: int, batch_wait_ms: float) -> None:
         self.policy = policy
@@ -91,9 +106,13 @@ class TransformersEngine:
         self.thread = threading.Thread(target=self._run, name="generate", daemon=True)
         self.thread.start()
 
-    def submit(self, request: GenRequest) -> None:
+    def submit(self, request: GenRequest, max_queue: int | None = None) -> bool:
+        """Queues ``request``; False (nothing queued) when ``max_queue`` requests already wait."""
+        if max_queue is not None and self.queue.qsize() >= max_queue:
+            return False
         metrics.WAITING.labels(self.model_name).inc()
         self.queue.put(request)
+        return True
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -121,6 +140,12 @@ class TransformersEngine:
                     else:
                         pending.append(nxt)
             metrics.WAITING.labels(self.model_name).dec(len(batch))
+            dropped = [r for r in batch if r.cancelled.is_set()]  # their clients left while they waited
+            batch = [r for r in batch if not r.cancelled.is_set()]
+            if dropped:
+                metrics.SUCCESS.labels(self.model_name, "abort").inc(len(dropped))  # vLLM's label for it
+            if not batch:
+                continue
             metrics.RUNNING.labels(self.model_name).inc(len(batch))
             try:
                 self._generate(batch)
@@ -164,6 +189,7 @@ class TransformersEngine:
             pad_token_id=p.pad_id,
             suppress_tokens=p.suppress_ids,
             streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_AllCancelled(batch)]),
             **kwargs,
         )
         completions = out[:, width:]

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mvp.common.storage import Storage
 from mvp.inference import metrics
@@ -40,13 +41,19 @@ class ApiError(Exception):
         kind: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
+        self.headers = headers
 
     def response(self) -> JSONResponse:
         body = {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-        return JSONResponse(body, status_code=self.status)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+    async def __call__(self, scope, receive, send) -> None:
+        """As an ASGI app (middleware answers before any route)."""
+        await self.response()(scope, receive, send)
 
 
 def _vllm_unreachable(exc: httpx.HTTPError) -> ApiError:
@@ -64,7 +71,7 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**63)
 
 
 class PredictRequest(BaseModel):
@@ -131,10 +138,33 @@ class App:
                         raise ApiError(400, f"{where}: unsupported or malformed content part", param="messages")
                 except MediaError as exc:
                     raise ApiError(400, f"{where}: {exc}", param="messages") from None
-                if len(images) > self.settings.max_images:
-                    raise ApiError(400, f"more than max_images={self.settings.max_images} images", param="messages")
+                self.limit_images(len(images))
             out.append({"role": role, "content": parts})
         return out, images
+
+    def limit_tokens(self, max_tokens: int) -> int:
+        """The one max_tokens check of every route."""
+        if max_tokens > self.settings.max_tokens_limit:
+            raise ApiError(
+                400, f"max_tokens {max_tokens} exceeds the limit {self.settings.max_tokens_limit}", param="max_tokens"
+            )
+        return max_tokens
+
+    def limit_images(self, count: int, param: str = "messages") -> None:
+        """The one image-count check of every route."""
+        if count > self.settings.max_images:
+            raise ApiError(400, f"more than max_images={self.settings.max_images} images", param=param)
+
+    def submit(self, request: GenRequest) -> None:
+        """Queues a generation, or answers 429 when ``max_queue`` requests already wait."""
+        if not self.engine.submit(request, self.settings.max_queue):
+            raise ApiError(
+                429,
+                f"the server is busy: {self.settings.max_queue} requests are waiting; retry shortly",
+                kind="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            )
 
     def check(self, body: ChatRequest) -> int:
         """The request limits of both backends; returns max_tokens."""
@@ -146,11 +176,7 @@ class App:
                 param="model",
                 code="model_not_found",
             )
-        max_tokens = body.max_completion_tokens or body.max_tokens or 64
-        if max_tokens > self.settings.max_tokens_limit:
-            raise ApiError(
-                400, f"max_tokens {max_tokens} exceeds the limit {self.settings.max_tokens_limit}", param="max_tokens"
-            )
+        max_tokens = self.limit_tokens(body.max_completion_tokens or body.max_tokens or 64)
         if body.n > self.settings.max_batch_size:
             raise ApiError(400, f"n={body.n} exceeds max_batch_size={self.settings.max_batch_size}", param="n")
         return max_tokens
@@ -175,7 +201,7 @@ class App:
             seed=body.seed,
             loop=asyncio.get_running_loop(),
         )
-        self.engine.submit(request)
+        self.submit(request)
         return request
 
 
@@ -192,6 +218,52 @@ def _cut(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 whether it declares a
+    Content-Length or arrives chunked (the bytes are counted as they come, never buffered past the
+    limit)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope, receive, send) -> None:
+        mib = self.limit // (1024 * 1024)
+        await ApiError(413, f"request body over {mib} MiB")(scope, receive, send)
+
+
 def create_app(state: App) -> FastAPI:
     app = FastAPI(title="MVP-Train inference", docs_url=None, redoc_url=None)
 
@@ -205,6 +277,9 @@ def create_app(state: App) -> FastAPI:
         param = ".".join(str(x) for x in first.get("loc", [])[1:]) or None
         return ApiError(400, f"invalid request: {first.get('msg', 'malformed body')}", param=param).response()
 
+    # added first = innermost: the API key is checked before any body is read
+    app.add_middleware(BodyLimit, limit=state.settings.max_request_mb * 1024 * 1024)
+
     api_key = state.settings.api_key.get_secret_value().encode() if state.settings.api_key else None
 
     @app.middleware("http")
@@ -217,12 +292,11 @@ def create_app(state: App) -> FastAPI:
                 return ApiError(401, "a valid API key is required (Authorization: Bearer <key>)", code=kind).response()
         return await call_next(request)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size and int(size) > state.settings.max_request_mb * 1024 * 1024:
-            return ApiError(413, f"request body over {state.settings.max_request_mb} MiB").response()
-        return await call_next(request)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # e.g. a body FastAPI cannot read (non-UTF-8): an OpenAI error object, never {"detail": ...}
+        return ApiError(exc.status_code, str(exc.detail), kind="invalid_request_error").response()
+
 
     @app.get("/health", response_model=None)
     async def health() -> dict | JSONResponse:
@@ -256,7 +330,7 @@ def create_app(state: App) -> FastAPI:
         }
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat(body: ChatRequest) -> JSONResponse | StreamingResponse:
+    async def chat(body: ChatRequest, http: Request) -> JSONResponse | StreamingResponse:
         if state.upstream:
             return await _forward(state, body)
         tok = state.policy.tokenizer
@@ -266,7 +340,7 @@ def create_app(state: App) -> FastAPI:
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
             return StreamingResponse(_stream(state, request, body, stops, cid, started), media_type="text/event-stream")
-        results = await _final(request)
+        results = await _final(request, http)
         choices, completion_tokens = [], 0
         for index, (tokens, finished) in enumerate(results):
             text, stopped = _cut(tok.decode(tokens, skip_special_tokens=False), stops)
@@ -299,8 +373,8 @@ def create_app(state: App) -> FastAPI:
         )
 
     @app.post("/v1/mvp/predict")
-    async def predict(body: PredictRequest) -> dict:
-        return await _predict(state, body)
+    async def predict(body: PredictRequest, http: Request) -> dict:
+        return await _predict(state, body, http)
 
     return app
 
@@ -321,9 +395,17 @@ async def _forward(state: App, body: ChatRequest) -> JSONResponse | StreamingRes
     return JSONResponse(response.json(), status_code=response.status_code)
 
 
-async def _final(request: GenRequest) -> list[tuple[list[int], str]]:
+async def _final(request: GenRequest, client: Request | None = None) -> list[tuple[list[int], str]]:
+    """The finished completions; if the client disconnects first, the request is cancelled (dropped
+    from the queue, or its batch stopped) instead of generated for nobody."""
     while True:
-        event = await request.events.get()
+        try:
+            event = await asyncio.wait_for(request.events.get(), 0.25)
+        except TimeoutError:
+            if client is not None and await client.is_disconnected():
+                request.cancelled.set()
+                raise ApiError(499, "client closed the request", kind="client_closed") from None
+            continue
         if event[0] == "done":
             return event[1]
         if event[0] == "error":
@@ -333,7 +415,6 @@ async def _final(request: GenRequest) -> list[tuple[list[int], str]]:
 async def _stream(
     state: App, request: GenRequest, body: ChatRequest, stops: list[str], cid: str, started: float
 ) -> AsyncIterator[str]:
-    tok = state.policy.tokenizer
     created = int(time.time())
     tokens: list[list[int]] = [[] for _ in range(body.n)]
     sent = ["" for _ in range(body.n)]
@@ -349,6 +430,15 @@ async def _stream(
         }
         return f"data: {json.dumps(payload)}\n\n"
 
+    try:
+        async for piece in _stream_events(state, request, body, stops, started, tokens, sent, stopped, chunk):
+            yield piece
+    finally:  # the client went away (the response task is cancelled) or the stream ended
+        request.cancelled.set()
+
+
+async def _stream_events(state, request, body, stops, started, tokens, sent, stopped, chunk) -> AsyncIterator[str]:
+    tok = state.policy.tokenizer
     for index in range(body.n):
         yield chunk(index, {"role": "assistant", "content": ""})
     while True:
@@ -378,7 +468,7 @@ async def _stream(
             return
 
 
-async def _predict(state: App, body: PredictRequest) -> dict:
+async def _predict(state: App, body: PredictRequest, http: Request | None = None) -> dict:
     """Answers an MVP sample (prompt with <image> slots + its frames) greedily, parses the answer
     with the reward library, and scores it through the reward-service when one is configured."""
     from mvp.common.sample import IMAGE_PLACEHOLDER, Label, frame_uris, label_json, parse_answer, prompt_messages
@@ -392,6 +482,8 @@ async def _predict(state: App, body: PredictRequest) -> dict:
         raise ApiError(400, f"sample is not an mvp.v1.Sample: {exc}", param="sample") from None
     if prompt.count(IMAGE_PLACEHOLDER) != len(frames):
         raise ApiError(400, "the sample's prompt and frames disagree in number", param="sample")
+    state.limit_images(len(frames), param="sample")
+    state.limit_tokens(body.max_tokens)
     try:
         images = [await state.media.image(uri) for uri in frames]
     except MediaError as exc:
@@ -421,8 +513,8 @@ async def _predict(state: App, body: PredictRequest) -> dict:
             seed=0,
             loop=asyncio.get_running_loop(),
         )
-        state.engine.submit(request)
-        ((tokens, _),) = await _final(request)
+        state.submit(request)
+        ((tokens, _),) = await _final(request, http)
         completion = state.policy.tokenizer.decode(tokens, skip_special_tokens=False)
     parsed = parse_answer(completion, len(label.answer), label.num_candidates, label.index_base)
     result: dict[str, Any] = {

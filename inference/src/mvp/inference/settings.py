@@ -27,13 +27,21 @@ class ServeSettings(BaseSettings):
     max_batch_size: int = Field(8, ge=1, description="Sequences generated together (requests x n).")
     batch_wait_ms: float = Field(5.0, ge=0, description="How long the batcher waits for more requests.")
     max_images: int = Field(32, ge=1, description="Images (frames) per request.")
+    max_image_pixels: int = Field(
+        4096 * 4096, ge=1, description="Largest image (width x height, read from its header before decoding)."
+    )
+    max_queue: int = Field(
+        64, ge=1, description="Requests waiting for generation; beyond it new ones get 429 with Retry-After."
+    )
     max_prompt_tokens: int = Field(4096, ge=16, description="Longest prompt, in tokens.")
     max_tokens_limit: int = Field(512, ge=1, description="Largest max_tokens a request may ask for.")
     max_request_mb: int = Field(32, ge=1, description="Largest request body, MiB.")
     media_timeout_s: float = Field(10.0, gt=0, description="Deadline to fetch one image or video URL.")
     max_media_mb: int = Field(64, ge=1, description="Largest image or video fetched, MiB.")
     allowed_media_hosts: str = Field(
-        "", description="Comma-separated hosts that http(s) image/video URLs may point at (empty: none)."
+        "",
+        description="Comma-separated http(s) hosts image/video URLs may point at: 'host' (its scheme's default "
+        "port only) or 'host:port' (empty: none).",
     )
     allowed_buckets: str = Field(
         "mvp", description="Comma-separated buckets that s3:// image/video URLs may read (empty: none)."

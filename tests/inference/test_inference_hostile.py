@@ -1,0 +1,183 @@
+"""`mvp serve` against hostile requests (issue #15 item 8, 9): pixel bombs are refused from the
+header, chunked bodies count against the body limit, every route shares the same limits, a full
+queue answers 429 with Retry-After, media fetches have one total deadline and one error text, and
+allow-lists name host and port."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mvp.common.procs import free_port
+from tests.procs import Proc, start_serve
+
+pytestmark = pytest.mark.integration
+
+
+def _png(width: int, height: int) -> str:
+    buf = io.BytesIO()
+    Image.new("1", (width, height)).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _post(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, json.loads(data) if data else {}, {k.lower(): v for k, v in response.getheaders()}
+
+
+def _chat(content, **extra) -> bytes:
+    return json.dumps({"model": "mvp-tiny", "messages": [{"role": "user", "content": content}], **extra}).encode()
+
+
+class _Media(BaseHTTPRequestHandler):
+    """/slow drips one byte every 0.5 s; /missing is a 404."""
+
+    def do_GET(self):
+        if self.path == "/slow":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            except OSError:
+                return
+        else:
+            self.send_error(404)
+
+    def log_message(self, *args):
+        return
+
+
+@pytest.fixture(scope="module")
+def media_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Media)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, media_server: int) -> Proc:
+    closed = free_port()  # nothing listens here
+    proc = start_serve(
+        tmp_path_factory.mktemp("hostile"),
+        "--media-timeout-s",
+        "2",
+        "--max-request-mb",
+        "4",
+        "--allowed-media-hosts",
+        f"127.0.0.1:{media_server},127.0.0.1:{closed},localhost",
+    )
+    proc.ports["closed"] = closed
+    yield proc
+    proc.stop()
+
+
+def test_pixel_bomb_is_refused_from_its_header(server: Proc) -> None:
+    for size in (10_000, 14_000):
+        status, body, _ = _post(
+            server.ports["http"],
+            "/v1/chat/completions",
+            _chat([{"type": "image_url", "image_url": {"url": _png(size, size)}}]),
+        )
+        assert status == 400 and "over the limit" in body["error"]["message"], body
+
+
+def test_chunked_body_counts_against_the_limit(server: Proc) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=60)
+    conn.putrequest("POST", "/v1/chat/completions")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    try:
+        for _ in range(8):  # 8 MiB in 1 MiB chunks, no Content-Length; the limit is 4 MiB
+            chunk = b" " * (1 << 20)
+            conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may answer and close before the whole body is sent
+    response = conn.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["message"].startswith("request body over")
+
+
+def test_every_route_shares_the_limits(server: Proc) -> None:
+    port = server.ports["http"]
+    frame = {"uri": "s3://mvp/x.jpg"}
+    sample = {
+        "prompt": "<image>" * 40,
+        "context_frames": [frame] * 40,
+        "candidates": [],
+        "label": {"answer": [1], "num_candidates": 2},
+    }
+    status, body, _ = _post(port, "/v1/mvp/predict", json.dumps({"sample": sample}).encode())
+    assert status == 400 and "max_images" in body["error"]["message"]
+    sample = {
+        "prompt": "<image>",
+        "context_frames": [frame],
+        "candidates": [],
+        "label": {"answer": [1], "num_candidates": 2},
+    }
+    status, body, _ = _post(port, "/v1/mvp/predict", json.dumps({"sample": sample, "max_tokens": 600}).encode())
+    assert status == 400 and "max_tokens" in body["error"]["message"]
+    status, body, _ = _post(port, "/v1/chat/completions", _chat("hi", seed=2**70))
+    assert status == 400 and body["error"]["param"] == "seed"
+    status, body, _ = _post(port, "/v1/chat/completions", b'{"model": "\xff\xfe"}')
+    assert status == 400 and "error" in body and "detail" not in body
+
+
+def test_media_fetch_has_one_deadline_and_one_error_text(server: Proc, media_server: int) -> None:
+    port = server.ports["http"]
+    messages = {}
+    for name, url in {
+        "slow": f"http://127.0.0.1:{media_server}/slow",
+        "missing": f"http://127.0.0.1:{media_server}/missing",
+        "refused": f"http://127.0.0.1:{server.ports['closed']}/x.png",
+    }.items():
+        status, body, _ = _post(port, "/v1/chat/completions", _chat([{"type": "image_url", "image_url": {"url": url}}]))
+        assert status == 400, (name, body)
+        messages[name] = body["error"]["message"]
+    assert len(set(messages.values())) == 1, messages  # no port scanner: one text for every failure
+    # 'localhost' allows its default port only, not every port of the host
+    url = f"http://localhost:{media_server}/missing"
+    status, body, _ = _post(port, "/v1/chat/completions", _chat([{"type": "image_url", "image_url": {"url": url}}]))
+    assert status == 400 and "allowed_media_hosts" in body["error"]["message"]
+
+
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+    proc = start_serve(tmp_path, "--max-queue", "1", "--max-batch-size", "1", "--batch-wait-ms", "0")
+    try:
+        body = _chat("count to one hundred", max_tokens=64, temperature=1.0)
+        with ThreadPoolExecutor(16) as pool:
+            replies = list(pool.map(lambda _: _post(proc.ports["http"], "/v1/chat/completions", body), range(16)))
+        statuses = [status for status, _, _ in replies]
+        assert 200 in statuses and 429 in statuses, statuses
+        busy = next(r for r in replies if r[0] == 429)
+        assert busy[2].get("retry-after") == "1" and busy[1]["error"]["code"] == "queue_full"
+        assert _post(proc.ports["http"], "/v1/chat/completions", _chat("hi", max_tokens=2))[0] == 200
+    finally:
+        proc.stop()
+
+
+def test_server_survives(server: Proc) -> None:
+    with socket.create_connection(("127.0.0.1", server.ports["http"]), timeout=5):
+        pass
+    assert _post(server.ports["http"], "/v1/chat/completions", _chat("hi", max_tokens=2))[0] == 200
