@@ -297,7 +297,6 @@ def create_app(state: App) -> FastAPI:
         # e.g. a body FastAPI cannot read (non-UTF-8): an OpenAI error object, never {"detail": ...}
         return ApiError(exc.status_code, str(exc.detail), kind="invalid_request_error").response()
 
-
     @app.get("/health", response_model=None)
     async def health() -> dict | JSONResponse:
         if state.upstream and not await state.upstream.healthy():
