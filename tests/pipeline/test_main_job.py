@@ -55,7 +55,7 @@ def test_main_job_small(tmp_path: Path) -> None:
     facts = json.loads((out / "report" / "report.json").read_text())
     assert {"before", "after"} <= set(facts["evals"]) and 0 < facts["chance_exact"] < 1
     assert [s["status"] for s in facts["stages"]] == ["ok"] * 9  # the report's own row included
-    # the store was snapshotted on shutdown: corpus and samples are on disk
+    # the store writes through: corpus, samples and checkpoints are on disk
     store = out / "store" / "mvp"
     assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3
     assert list(store.glob("samples/*/heldout/openrlhf.jsonl"))

