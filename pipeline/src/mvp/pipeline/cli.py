@@ -13,16 +13,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Everything started is stopped on exit. A re-run with the same arguments reuses the corpus "
         "and samples already in the store."
     )
-    parser.add_argument("--input", default=None, help="your videos: folder or s3://bucket/prefix (default: procedural)")
-    parser.add_argument("--model", default=None, help="starting model: smol (default), tiny, a folder or s3:// URI")
-    parser.add_argument("--videos", type=int, default=None, help="procedural videos to generate (default 24)")
-    parser.add_argument("--video-seconds", type=float, default=None, help="length of procedural videos")
-    parser.add_argument("--steps", type=int, default=None, help="GRPO training steps")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--out", type=Path, default=None, help="working folder (default .mvp)")
-    parser.add_argument("--synth-addr", default=None, help="use a running synth-service")
-    parser.add_argument("--reward-addr", default=None, help="use a running reward-service")
-    parser.add_argument("--keep-serving", action="store_true", default=None, help="leave the model server up")
+    from mvp.common.settings import add_settings_flags
+    from mvp.pipeline.config import RunConfig
+
+    add_settings_flags(parser, RunConfig, skip={"train", "synth"})
     parser.add_argument("--config", type=Path, default=None, help="JSON or YAML file with RunConfig fields")
     parser.set_defaults(func=_run)
 
@@ -34,22 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     from mvp.pipeline.run import Pipeline
 
     configure_logging(LoggingSettings(log_format="text", log_level="WARNING"))
-    from mvp.common.settings import load_config_file
+    from mvp.common.settings import load_config_file, settings_from_args
 
     values = load_config_file(args.config) if args.config else {}
-    for name in (
-        "input",
-        "model",
-        "videos",
-        "video_seconds",
-        "steps",
-        "seed",
-        "out",
-        "synth_addr",
-        "reward_addr",
-        "keep_serving",
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            values[name] = value
-    return Pipeline(RunConfig.model_validate(values)).run()
+    return Pipeline(settings_from_args(RunConfig, args, base=values)).run()

@@ -5,14 +5,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.common.synth_config import SynthConfig
 from mvp.trainer.local import LocalTrainConfig
 
 
-class RunConfig(BaseModel):
-    """Everything `mvp run` does, with defaults sized for ~10 minutes on a 2-core CPU."""
+class RunConfig(BaseSettings):
+    """Everything `mvp run` does, with defaults sized for ~10 minutes on a 2-core CPU. Its flags are
+    generated from these fields (``--video-seconds`` sets ``video_seconds``, env
+    ``MVP_RUN_VIDEO_SECONDS``); ``train`` and ``synth`` are set in a ``--config`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="MVP_RUN_", extra="forbid")
 
     input: str | None = Field(None, description="Folder or s3://bucket/prefix of your videos (default: procedural).")
     model: str = Field(

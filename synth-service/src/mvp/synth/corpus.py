@@ -196,7 +196,19 @@ def run_corpus(
                 )
         else:
             barren_pools = 0
-    write_exports(storage, output, uris, config)
+    if cancel and cancel.is_set():
+        write_exports(storage, output, uris, config)
+        return progress
+    # One of R shard jobs exports the whole corpus (its shard and every other shard's committed
+    # videos), so whichever finishes last leaves the complete dataset; a shard committed while this
+    # export was being written triggers another export (a few at most: a shard still running is the
+    # one that will write the final export), so a slower writer never leaves a stale one.
+    export_uris = list_videos(storage, input_uri) if shard_count > 1 else uris
+    for _ in range(5):
+        summary = write_exports(storage, output, export_uris, config)
+        waiting = [v["uri"] for v in summary["videos"] if v["status"] == "pending"]
+        if not waiting or not any(read_manifest(storage, output, u) is not None for u in waiting):
+            break
     return progress
 
 
