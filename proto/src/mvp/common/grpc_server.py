@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mvp.common.auth import BearerTokenInterceptor
+from mvp.common.auth import BearerTokenInterceptor, MalformedRequestInterceptor
 from mvp.common.metrics import MetricsInterceptor, start_metrics_server
 from mvp.common.settings import GrpcServerSettings
 
@@ -63,9 +63,11 @@ class GrpcServer:
     def __init__(self, settings: GrpcServerSettings, bindings: Sequence[ServiceBinding]) -> None:
         self.settings = settings
         self.bindings = list(bindings)
+        # outermost first: metrics see every call, the token is checked before the request is looked at
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
         if settings.auth_token is not None:
             interceptors.append(BearerTokenInterceptor(settings.auth_token.get_secret_value()))
+        interceptors.append(MalformedRequestInterceptor())
         self.server = grpc.aio.server(
             interceptors=interceptors,
             options=grpc_options(settings),
