@@ -9,30 +9,20 @@ if TYPE_CHECKING:
 
 
 def before(job: Pipeline) -> str:
-    from mvp.trainer.runner import evaluate_checkpoint
-
-    result = evaluate_checkpoint(
-        job.config.model,
-        job.samples_uri("heldout"),
-        job.state.reward_addr,
-        job.state.store,
-        job.config.eval_limit,
-    )
-    job.state.evals["before"] = result
-    return _fmt_eval(result)
+    return _evaluate(job, "before", job.config.model)
 
 
 def after(job: Pipeline) -> str:
+    return _evaluate(job, "after", job.state.artifacts["checkpoint"])
+
+
+def _evaluate(job: Pipeline, name: str, model: str) -> str:
     from mvp.trainer.runner import evaluate_checkpoint
 
     result = evaluate_checkpoint(
-        job.state.artifacts["checkpoint"],
-        job.samples_uri("heldout"),
-        job.state.reward_addr,
-        job.state.store,
-        job.config.eval_limit,
+        model, job.samples_uri("heldout"), job.state.reward_addr, job.state.store, job.config.eval_limit
     )
-    job.state.evals["after"] = result
+    job.state.evals[name] = result
     return _fmt_eval(result)
 
 

@@ -1,0 +1,304 @@
+"""A short, bounded abuse run against each service (reward-service, synth-service, `mvp serve`):
+slow clients that trickle headers (slowloris), oversized requests, and a burst of concurrent
+requests, while a probe measures the health check and one normal request. Issue #15's bar: health
+p99 during the abuse under 100 ms and RSS growth under 50 MB per service.
+
+The reference, measured in the same run: the same probes with no abuse; the JSON reports the
+ratio of the p99s.
+
+    python benchmarks/abuse.py [--seconds 8] [--burst 64] [--slow 50]
+
+The last line is JSON: per service, requests sent / served / rejected by code, the p99 of health
+and of a normal request at rest and under abuse, RSS before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def p99_ms(samples: list[float]) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2)
+
+
+def probe(call: Callable[[], None], stop: threading.Event, out: list[float], every_s: float = 0.05) -> None:
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        try:
+            call()
+            out.append(time.perf_counter() - t0)
+        except Exception:  # noqa: BLE001 - a failed probe counts as the deadline
+            out.append(5.0)
+        time.sleep(every_s)
+
+
+def slowloris(host: str, port: int, count: int, stop: threading.Event, sent: Counter) -> None:
+    """Opens ``count`` connections that send one header byte per second and never finish."""
+    socks = []
+    for _ in range(count):
+        try:
+            s = socket.create_connection((host, port), timeout=2)
+            s.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\n")
+            socks.append(s)
+            sent["slowloris"] += 1
+        except OSError:
+            sent["slowloris_refused"] += 1
+    while not stop.is_set():
+        for s in list(socks):
+            try:
+                s.sendall(b"X")
+            except OSError:
+                socks.remove(s)
+                sent["slowloris_dropped"] += 1
+        time.sleep(1.0)
+    for s in socks:
+        s.close()
+
+
+def http_post(url: str, body: bytes) -> int:
+    """The status of a POST; 0 when the connection itself failed (refused, reset)."""
+    from tests.fuzz import http_status
+
+    try:
+        return http_status(url, body)
+    except OSError:
+        return 0
+
+
+def _probes(health: Callable[[], None], normal: Callable[[], None], stop: threading.Event):
+    """Starts the health and normal-request probes; returns their sample lists and threads."""
+    health_s: list[float] = []
+    normal_s: list[float] = []
+    threads = [
+        threading.Thread(target=probe, args=(health, stop, health_s)),
+        threading.Thread(target=probe, args=(normal, stop, normal_s, 0.2)),
+    ]
+    for t in threads:
+        t.start()
+    return health_s, normal_s, threads
+
+
+def run_abuse(
+    name: str, pid: int, health: Callable[[], None], normal: Callable[[], None], attacks: list, seconds: float
+):
+    stop = threading.Event()
+    rest_health, rest_normal, threads = _probes(health, normal, stop)
+    time.sleep(min(3.0, seconds / 2))
+    stop.set()
+    for t in threads:
+        t.join()
+    rss_before = rss_mb(pid)
+    codes: Counter = Counter()
+    sent: Counter = Counter()
+    stop = threading.Event()
+    busy_health, busy_normal, threads = _probes(health, normal, stop)
+    attackers = [threading.Thread(target=attack, args=(stop, sent, codes)) for attack in attacks]
+    for t in attackers:
+        t.start()
+    threads += attackers
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    time.sleep(1.0)
+    rss_after = rss_mb(pid)
+    result = {
+        "sent": dict(sent),
+        "answered_by_code": {str(k): v for k, v in sorted(codes.items(), key=lambda kv: str(kv[0]))},
+        "health_p99_ms_rest": p99_ms(rest_health),
+        "health_p99_ms_abuse": p99_ms(busy_health),
+        "normal_p99_ms_rest": p99_ms(rest_normal),
+        "normal_p99_ms_abuse": p99_ms(busy_normal),
+        "rss_mb_before": round(rss_before, 1),
+        "rss_mb_after": round(rss_after, 1),
+        "rss_growth_mb": round(rss_after - rss_before, 1),
+    }
+    result["health_p99_ratio_abuse_to_rest"] = (
+        round(result["health_p99_ms_abuse"] / result["health_p99_ms_rest"], 2) if result["health_p99_ms_rest"] else None
+    )
+    result["meets_bar"] = result["health_p99_ms_abuse"] < 100 and result["rss_growth_mb"] < 50
+    print(f"{name}: {json.dumps(result)}", file=sys.stderr)
+    return result
+
+
+def burst(fire: Callable[[], object], count: int) -> Callable:
+    def attack(stop: threading.Event, sent: Counter, codes: Counter) -> None:
+        with ThreadPoolExecutor(count) as pool:
+            while not stop.is_set():
+                for code in pool.map(lambda _: fire(), range(count)):
+                    sent["burst"] += 1
+                    codes[code] += 1
+
+    return attack
+
+
+def main() -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from mvp.clients import RewardClient, SynthClient
+    from mvp.v1 import sample_pb2
+    from tests.procs import start_reward, start_serve, start_store, start_synth
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="abuse time per service")
+    parser.add_argument("--burst", type=int, default=64, help="concurrent requests of the burst")
+    parser.add_argument("--slow", type=int, default=50, help="slowloris connections")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="mvp-abuse-"))
+    results = {}
+    label = '{"answer": [2, 1], "num_candidates": 3}'
+
+    # --- reward-service ------------------------------------------------------------------------
+    reward = start_reward(tmp, "--log-level", "WARNING")
+    try:
+        addr = f"127.0.0.1:{reward.ports['grpc']}"
+        channel = grpc.insecure_channel(addr)
+        stub = health_pb2_grpc.HealthStub(channel)
+        client = RewardClient(addr)
+        big_label = json.dumps({"answer": list(range(1, 1001)), "num_candidates": 1000})
+        url = f"http://127.0.0.1:{reward.ports['http']}/score"
+
+        def oversize(stop, sent, codes):
+            while not stop.is_set():
+                body = json.dumps({"query": ["<answer>1</answer>"] * 5000, "labels": [big_label] * 5000}).encode()
+                codes[http_post(url, body)] += 1
+                sent["oversize"] += 1
+
+        def slow(stop, sent, codes):
+            slowloris("127.0.0.1", reward.ports["http"], args.slow, stop, sent)
+
+        def heavy():
+            try:
+                client.score(["<answer>1, 2</answer>"] * 2000, [big_label] * 2000)
+                return "OK"
+            except grpc.RpcError as exc:
+                return exc.code().name
+
+        results["reward"] = run_abuse(
+            "reward",
+            reward.popen.pid,
+            lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=5),
+            lambda: client.score(["<answer>2, 1</answer>"], [label]),
+            [oversize, slow, burst(heavy, args.burst)],
+            args.seconds,
+        )
+        channel.close()
+        client.close()
+    finally:
+        reward.stop()
+
+    # --- synth-service ---------------------------------------------------------------------------
+    store = start_store(tmp)
+    synth = start_synth(tmp, store.ports["s3"], "--allowed-buckets", "mvp", "--log-level", "WARNING")
+    try:
+        addr = f"127.0.0.1:{synth.ports['grpc']}"
+        channel = grpc.insecure_channel(addr)
+        stub = health_pb2_grpc.HealthStub(channel)
+        client = SynthClient(addr)
+        config = sample_pb2.SynthesisConfig(num_frames=6, num_masked=2)
+
+        def junk():
+            try:
+                client.submit_job("s3://mvp/../etc/", "s3://mvp/out", config, job_id=os.urandom(8).hex())
+                return "OK"
+            except grpc.RpcError as exc:
+                return exc.code().name
+
+        def oversize(stop, sent, codes):
+            raw = channel.unary_unary("/mvp.v1.SynthesisService/SubmitJob", None, None)
+            while not stop.is_set():
+                try:
+                    raw(os.urandom(8 << 20), timeout=10)
+                    codes["OK"] += 1
+                except grpc.RpcError as exc:
+                    codes[exc.code().name] += 1
+                sent["oversize"] += 1
+
+        results["synth"] = run_abuse(
+            "synth",
+            synth.popen.pid,
+            lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=5),
+            lambda: client.list_jobs(),
+            [oversize, burst(junk, args.burst)],
+            args.seconds,
+        )
+        channel.close()
+        client.close()
+    finally:
+        synth.stop()
+        store.stop()
+
+    # --- mvp serve -------------------------------------------------------------------------------
+    serve = start_serve(tmp, "--max-queue", "8", "--log-level", "WARNING")
+    try:
+        base = f"http://127.0.0.1:{serve.ports['http']}"
+        chat = json.dumps(
+            {"model": "mvp-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+        ).encode()
+
+        def health():
+            with urllib.request.urlopen(base + "/health", timeout=5) as response:
+                response.read()
+
+        def normal():
+            if http_post(base + "/v1/chat/completions", chat) != 200:
+                raise RuntimeError("not served")
+
+        def oversize(stop, sent, codes):
+            while not stop.is_set():
+                codes[http_post(base + "/v1/chat/completions", b" " * (40 << 20))] += 1
+                sent["oversize"] += 1
+
+        def slow(stop, sent, codes):
+            slowloris("127.0.0.1", serve.ports["http"], args.slow, stop, sent)
+
+        results["inference"] = run_abuse(
+            "inference",
+            serve.popen.pid,
+            health,
+            normal,
+            [oversize, slow, burst(lambda: http_post(base + "/v1/chat/completions", chat), args.burst)],
+            args.seconds,
+        )
+    finally:
+        serve.stop()
+
+    summary = {
+        "bench": "abuse",
+        "seconds_per_service": args.seconds,
+        **results,
+        "health_p99_ms_abuse_max": max(r["health_p99_ms_abuse"] for r in results.values()),
+        "rss_growth_mb_max": max(r["rss_growth_mb"] for r in results.values()),
+        "meets_bar": all(r["meets_bar"] for r in results.values()),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
