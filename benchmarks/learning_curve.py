@@ -13,7 +13,7 @@ one JSON line: before_exact, after_exact, chance_exact, before_reward, after_rew
 control_after_exact, grpo_seconds, the per-component means, and the bar of issue #17 (after_exact
 >= 0.10, >= 10x chance and >= before_exact + 0.05; the control not).
 
-    python benchmarks/learning_curve.py [--budget-s 1800] [--no-control] [--out .mvp-learning]
+    python benchmarks/learning_curve.py [--budget-s 1800] [--no-control] [--reuse] [--out .mvp-learning]
 """
 
 from __future__ import annotations
@@ -41,8 +41,17 @@ PROOF: dict = {
 COMPONENTS = ("exact", "selection", "ordering", "format", "mean_reward")
 
 
-def run(config: dict, out: Path) -> dict:
-    """One `mvp run` with ``config``; returns its report.json facts and wall seconds."""
+def run(config: dict, out: Path, reuse: bool = False) -> dict:
+    """One `mvp run` with ``config``; returns its report.json facts and wall seconds. With ``reuse``,
+    a finished run already in ``out`` (same config) is read instead of run again."""
+    report = out / "report" / "report.json"
+    if reuse and report.exists():
+        facts = json.loads(report.read_text())
+        if facts["config"]["train"].get("control_random_labels", False) == config["train"].get(
+            "control_random_labels", False
+        ):
+            facts["wall_seconds"] = None
+            return facts
     shutil.rmtree(out, ignore_errors=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(config, f)
@@ -71,6 +80,7 @@ def main() -> int:
     parser.add_argument("--budget-s", type=float, default=1800.0, help="GRPO time budget of each run (30 min)")
     parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True, help="run the control")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true", help="read finished runs already under --out")
     parser.add_argument("--out", type=Path, default=REPO / ".mvp-learning", help="working folder (replaced)")
     parser.add_argument("--config", type=Path, default=None, help="RunConfig fields merged over the proof's")
     args = parser.parse_args()
@@ -85,11 +95,11 @@ def main() -> int:
         extra = load_config_file(args.config)
         for key, value in extra.items():
             config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
-    main_facts = run(config, args.out / "main")
+    main_facts = run(config, args.out / "main", args.reuse)
     control_facts = None
     if args.control:
         control = {**config, "train": {**config["train"], "control_random_labels": True}}
-        control_facts = run(control, args.out / "control")
+        control_facts = run(control, args.out / "control", args.reuse)
 
     before, after = main_facts["evals"]["before"], main_facts["evals"]["after"]
     chance = main_facts["chance_exact"]
