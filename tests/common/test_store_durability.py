@@ -21,6 +21,14 @@ pytestmark = pytest.mark.integration
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     store = start_store(tmp_path, data_dir)
+    try:
+        _write_then_kill(store, data_dir, tmp_path)
+    finally:
+        if store.popen.poll() is None:
+            store.stop()
+
+
+def _write_then_kill(store, data_dir: Path, tmp_path: Path) -> None:
     storage = Storage(StoreSettings(endpoint=f"http://127.0.0.1:{store.ports['s3']}"))
     acked: dict[str, bytes] = {}
     big = os.urandom(12 << 20)  # a multipart upload (the minio SDK splits it into 5 MiB parts)
