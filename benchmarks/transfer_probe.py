@@ -2,6 +2,11 @@
 (issue #17 item 6, the paper's transfer claim in miniature). Each clip gives two samples, its four
 frames forward and reversed, so a model that always answers the same scores exactly 0.5.
 
+Scored two ways: **choice** (the default headline): the model's log-likelihood of the two answers
+``<answer>1</answer>`` and ``<answer>2</answer>``, the likelier one is its choice (as LMMs-Eval scores
+multiple choice; independent of whether the model follows this prompt's one-index format), and
+**greedy**: its free answer, parsed (a wrong format counts as wrong; ``well_formed`` says how often).
+
 Clips: unseen procedural videos (seeds far from every corpus, distillation and alignment) and
 "real" clips rendered by FFmpeg's own test sources (testsrc2, mandelbrot, life, cellauto: moving
 content not drawn by our generator), decoded with PyAV like any video.
@@ -70,6 +75,7 @@ def ffmpeg_clips(per_source: int) -> list[list[np.ndarray]]:
 
 
 def evaluate(model: str, families: dict[str, list[list[np.ndarray]]]) -> dict:
+    import torch
     from PIL import Image
 
     from mvp.common.sample import parse_answer
@@ -79,24 +85,41 @@ def evaluate(model: str, families: dict[str, list[list[np.ndarray]]]) -> dict:
 
     policy = Policy(resolve_model(model, Storage(), Path("/tmp/mvp-probe-cache")))
     policy.model.eval()
+    options = [
+        policy.tokenizer(f"<answer>{i}</answer><|im_end|>", add_special_tokens=False, return_tensors="pt")["input_ids"][
+            0
+        ]
+        for i in (1, 2)
+    ]
+    width = max(len(o) for o in options)
+    padded = torch.stack([torch.cat([o, o.new_full((width - len(o),), policy.pad_id)]) for o in options])
+    lengths = [len(o) for o in options]
     out: dict = {"model": model}
-    answers_all = []
-    correct_all = []
+    choices_all, answers_all, choice_ok, greedy_ok = [], [], [], []
     for family, clips in families.items():
-        correct = []
+        fam_choice, fam_greedy = [], []
         for clip in clips:
             for truth, frames in ((1, clip), (2, clip[::-1])):
                 enc = policy.encode(PROMPT, [Image.fromarray(f) for f in frames])
+                with torch.no_grad():
+                    logp, _ = policy.token_logprobs(enc, padded)
+                scores = [float(logp[i, : lengths[i]].sum()) for i in range(2)]
+                choice = 1 + int(scores[1] > scores[0])
                 text = policy.decode(policy.sample(enc, 1, 12, 1.0, greedy=True))[0]
                 parsed = parse_answer(text, 1, 2)
                 answer = parsed.indices[0] if not parsed.failure_reason else None
+                choices_all.append(choice)
                 answers_all.append(answer)
-                correct.append(answer == truth)
-        out[f"{family}_accuracy"] = round(float(np.mean(correct)), 4)
-        out[f"{family}_samples"] = len(correct)
-        correct_all += correct
-    out["accuracy"] = round(float(np.mean(correct_all)), 4)
-    out["answered_forward"] = round(sum(a == 1 for a in answers_all) / len(answers_all), 4)
+                fam_choice.append(choice == truth)
+                fam_greedy.append(answer == truth)
+        out[f"{family}_choice_accuracy"] = round(float(np.mean(fam_choice)), 4)
+        out[f"{family}_greedy_accuracy"] = round(float(np.mean(fam_greedy)), 4)
+        out[f"{family}_samples"] = len(fam_choice)
+        choice_ok += fam_choice
+        greedy_ok += fam_greedy
+    out["accuracy"] = round(float(np.mean(choice_ok)), 4)
+    out["greedy_accuracy"] = round(float(np.mean(greedy_ok)), 4)
+    out["chose_forward"] = round(sum(c == 1 for c in choices_all) / len(choices_all), 4)
     out["well_formed"] = round(sum(a is not None for a in answers_all) / len(answers_all), 4)
     return out
 
@@ -115,8 +138,9 @@ def main() -> None:
     results = [evaluate(m, families) for m in args.models]
     for r in results:
         print(
-            f"{r['model']}: accuracy {r['accuracy']:.3f} (procedural {r['procedural_accuracy']:.3f}, "
-            f"ffmpeg {r['ffmpeg_accuracy']:.3f}); answered 'forward' {r['answered_forward']:.2f}",
+            f"{r['model']}: choice accuracy {r['accuracy']:.3f} (procedural {r['procedural_choice_accuracy']:.3f}, "
+            f"ffmpeg {r['ffmpeg_choice_accuracy']:.3f}; chose 'forward' {r['chose_forward']:.2f}); greedy "
+            f"{r['greedy_accuracy']:.3f} (well formed {r['well_formed']:.2f})",
             file=sys.stderr,
         )
     reference = results[0]["accuracy"]

@@ -83,6 +83,9 @@ def test_interrupted_run_stops_every_child(tmp_path: Path, sig: signal.Signals) 
         text=True,
         cwd=REPO,
         env=env,
+        # as started from a terminal: a background job (`make test &`) inherits SIGINT ignored, and
+        # `mvp run` deliberately keeps it ignored then
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(children_of_run(out)) < 3:  # store, synth, reward
