@@ -215,7 +215,7 @@ def main() -> None:
 
     # --- synth-service ---------------------------------------------------------------------------
     store = start_store(tmp)
-    synth = start_synth(tmp, store.ports["s3"], "--allowed-buckets", "mvp", "--log-level", "WARNING")
+    synth = start_synth(tmp, store.ports["s3"], "--allowed-buckets", "mvp")
     try:
         addr = f"127.0.0.1:{synth.ports['grpc']}"
         channel = grpc.insecure_channel(addr)
