@@ -30,8 +30,8 @@ class RunConfig(BaseSettings):
     steps: int = Field(
         8,
         ge=0,
-        description="GRPO steps of the local training run (a demonstration of the loop: a GRPO step of "
-        "mvp-smol takes ~40-80 s on 2 cores at the default 2 prompts x 4 completions).",
+        description="GRPO steps of the local training run (a demonstration of the loop: a 4x8 GRPO step of "
+        "mvp-smol takes ~8 s on 2 cores at N=6, benchmarks/grpo_step.py; the default run uses 2x4).",
     )
     seed: int = Field(0, ge=0, description="Seed of the corpus, the synthesis and training.")
     out: Path = Field(Path(".mvp"), description="Working folder: store data, logs, report.")
