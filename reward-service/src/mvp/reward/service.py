@@ -163,8 +163,8 @@ def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.A
     """OpenRLHF's remote-reward endpoint: POST / or /score or /get_reward."""
 
     async def handle(request: web.Request) -> web.Response:
-        try:
-            payload = await request.json()
+        try:  # parsed off the event loop: a large body never delays health checks or other calls
+            payload = await asyncio.to_thread(json.loads, await request.read())
         except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, 4300-digit ints, deep nesting
             raise _http_error(web.HTTPBadRequest, f"body is not JSON: {str(exc)[:200]}") from None
         if not isinstance(payload, dict):

@@ -26,6 +26,12 @@ class RewardServerSettings(GrpcServerSettings, RewardConfig):
         description="Port of the OpenRLHF remote-reward HTTP endpoint (POST /score; 0 picks a free "
         "one; unset disables).",
     )
+    max_message_mb: int = Field(
+        16, ge=1, le=2047, description="Largest request or response message, in MiB (gRPC and HTTP bodies)."
+    )
+    max_concurrent_rpcs: int | None = Field(
+        32, ge=1, description="Calls beyond this many in flight are rejected with RESOURCE_EXHAUSTED."
+    )
     max_batch: int = Field(
         4096, ge=1, description="Most completions in one Score call or HTTP request; more is rejected."
     )
