@@ -90,25 +90,24 @@ class LabelCache:
         self.max_bytes = max_bytes
         self.max_item_bytes = max_item_bytes
         self.bytes = 0
-        self._items: OrderedDict[str, Label] = OrderedDict()
+        self._items: OrderedDict[str, tuple[Label, int]] = OrderedDict()  # text -> (label, bytes counted)
         self._lock = threading.Lock()
 
     def get(self, text: str) -> Label:
         with self._lock:
-            label = self._items.get(text)
-            if label is not None:
+            hit = self._items.get(text)
+            if hit is not None:
                 self._items.move_to_end(text)
-                return label
+                return hit[0]
         label = Label.from_json(text)
         size = len(text) + 64 * (len(label.answer) + len(label.candidate_times_s))
         if size <= self.max_item_bytes:
             with self._lock:
                 if text not in self._items:
-                    self._items[text] = label
+                    self._items[text] = (label, size)
                     self.bytes += size
                 while self.bytes > self.max_bytes and self._items:
-                    old, old_label = self._items.popitem(last=False)
-                    self.bytes -= len(old) + 64 * (len(old_label.answer) + len(old_label.candidate_times_s))
+                    self.bytes -= self._items.popitem(last=False)[1][1]
         return label
 
 

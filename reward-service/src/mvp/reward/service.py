@@ -105,15 +105,13 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid reward config: {exc}")
         t0 = time.perf_counter()
-        pairs = []
-        label_of = self.scorer.label_of
-        for i, item in enumerate(items):
-            try:
-                pairs.append((item.completion, label_of(item)))
-            except core.InvalidLabelError as exc:
-                metrics.INVALID_LABELS.labels("grpc").inc()
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"items[{i}]: invalid label: {exc}")
-        results = await asyncio.to_thread(_score_all, pairs, config)  # health checks stay answered meanwhile
+        try:
+            results = await asyncio.to_thread(
+                _score_items, [(item.completion, item) for item in items], self.scorer.label_of, config
+            )
+        except _BadItemError as bad:
+            metrics.INVALID_LABELS.labels("grpc").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"items[{bad.index}]: invalid label: {bad.error}")
         metrics.record(results, "grpc", time.perf_counter() - t0)
         return reward_pb2.ScoreResponse(results=[result_to_proto(r) for r in results])
 
@@ -124,12 +122,14 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             t0 = time.perf_counter()
             try:
                 config = self.scorer.config_for(request.config if request.HasField("config") else None)
-                label = self.scorer.label_of(request.item)
-            except ValueError as exc:
+                (result,) = await asyncio.to_thread(
+                    _score_items, [(request.item.completion, request.item)], self.scorer.label_of, config
+                )
+            except (ValueError, _BadItemError) as exc:
                 metrics.INVALID_LABELS.labels("grpc_stream").inc()
-                yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, error=str(exc))
+                error = exc.error if isinstance(exc, _BadItemError) else exc
+                yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, error=str(error))
                 continue
-            (result,) = await asyncio.to_thread(_score_all, [(request.item.completion, label)], config)
             metrics.record([result], "grpc_stream", time.perf_counter() - t0)
             yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, result=result_to_proto(result))
 
@@ -138,8 +138,30 @@ def _http_error(status: type[web.HTTPException], message: str, **kwargs) -> web.
     return status(text=json.dumps({"error": message}), content_type="application/json", **kwargs)
 
 
-def _score_all(pairs: list[tuple[str, core.Label]], config: core.RewardConfig) -> list[core.RewardResult]:
-    return [core.score(text, label, config) for text, label in pairs]
+class _BadItemError(Exception):
+    """Item ``index`` of a batch has an unusable label (``error``)."""
+
+    def __init__(self, index: int, error: core.InvalidLabelError) -> None:
+        super().__init__(str(error))
+        self.index, self.error = index, error
+
+
+def _score_items(items: list, resolve, config: core.RewardConfig) -> list[core.RewardResult]:
+    """Resolves each ``(completion, truth)`` item's label with ``resolve`` and scores it. Called in a
+    worker thread, so neither label parsing nor scoring runs on the event loop (health checks and
+    other calls stay answered); a bad label raises ``_BadItemError`` naming the item."""
+    results = []
+    for i, (completion, truth) in enumerate(items):
+        try:
+            label = resolve(truth)
+        except core.InvalidLabelError as exc:
+            raise _BadItemError(i, exc) from None
+        results.append(core.score(completion, label, config))
+    return results
+
+
+def _label_of_http(truth: str | dict) -> core.Label:
+    return core.LABELS.get(truth) if isinstance(truth, str) else core.Label.from_dict(truth)
 
 
 def _bearer_middleware(token: str):
@@ -184,18 +206,17 @@ def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.A
                 actual_size=len(queries),
             )
         t0 = time.perf_counter()
-        pairs = []
+        items = []
         for i, (query, label_text) in enumerate(zip(queries, labels, strict=True)):
             prompt = prompts[i] if prompts is not None else None
             if not isinstance(query, str) or not isinstance(label_text, str | dict):
                 raise _http_error(web.HTTPBadRequest, f"item {i}: query must be a string and label a JSON string")
-            try:
-                label = core.LABELS.get(label_text) if isinstance(label_text, str) else core.Label.from_dict(label_text)
-            except core.InvalidLabelError as exc:
-                metrics.INVALID_LABELS.labels("http").inc()
-                raise _http_error(web.HTTPBadRequest, f"item {i}: invalid label: {exc}") from None
-            pairs.append((response_from_query(query, prompt if isinstance(prompt, str) else None), label))
-        results = await asyncio.to_thread(_score_all, pairs, scorer.default)  # the event loop stays free
+            items.append((response_from_query(query, prompt if isinstance(prompt, str) else None), label_text))
+        try:
+            results = await asyncio.to_thread(_score_items, items, _label_of_http, scorer.default)
+        except _BadItemError as bad:
+            metrics.INVALID_LABELS.labels("http").inc()
+            raise _http_error(web.HTTPBadRequest, f"item {bad.index}: invalid label: {bad.error}") from None
         metrics.record(results, "http", time.perf_counter() - t0)
         return web.json_response(to_openrlhf(results))
 
