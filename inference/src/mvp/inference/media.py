@@ -62,13 +62,12 @@ class MediaFetcher:
     def _host_allowed(self, parsed) -> bool:
         """``host`` entries allow that host on the scheme's default port only; ``host:port`` that
         port only."""
+        default = 443 if parsed.scheme == "https" else 80
         try:
-            port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        except ValueError:
+            port = parsed.port or default
+        except ValueError:  # a port outside 0-65535
             return False
-        return f"{parsed.hostname}:{port}" in self.hosts or (
-            parsed.hostname in self.hosts and port == (443 if parsed.scheme == "https" else 80)
-        )
+        return f"{parsed.hostname}:{port}" in self.hosts or (port == default and parsed.hostname in self.hosts)
 
     async def fetch(self, url: str) -> bytes:
         """The bytes behind ``url`` within one total deadline (``media_timeout_s``), however slowly

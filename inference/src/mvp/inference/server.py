@@ -429,42 +429,37 @@ async def _stream(
         }
         return f"data: {json.dumps(payload)}\n\n"
 
-    try:
-        async for piece in _stream_events(state, request, body, stops, started, tokens, sent, stopped, chunk):
-            yield piece
-    finally:  # the client went away (the response task is cancelled) or the stream ended
-        request.cancelled.set()
-
-
-async def _stream_events(state, request, body, stops, started, tokens, sent, stopped, chunk) -> AsyncIterator[str]:
     tok = state.policy.tokenizer
-    for index in range(body.n):
-        yield chunk(index, {"role": "assistant", "content": ""})
-    while True:
-        event = await request.events.get()
-        if event[0] == "token":
-            _, index, token = event
-            if stopped[index]:
-                continue
-            tokens[index].append(token)
-            text, cut = _cut(tok.decode(tokens[index], skip_special_tokens=False), stops)
-            if text.endswith("\ufffd") and not cut:
-                continue  # an incomplete UTF-8 sequence: wait for the rest
-            if len(text) > len(sent[index]):
-                yield chunk(index, {"content": text[len(sent[index]) :]})
-                sent[index] = text
-            stopped[index] = cut
-        elif event[0] == "done":
-            for index, (_, finished) in enumerate(event[1]):
-                reason = "stop" if stopped[index] else finished
-                metrics.SUCCESS.labels(state.name, reason).inc()
-                yield chunk(index, {}, reason)
-            metrics.E2E.labels(state.name).observe(time.perf_counter() - started)
-            yield "data: [DONE]\n\n"
-            return
-        else:
-            yield f"data: {json.dumps({'error': {'message': event[1], 'type': 'internal_error'}})}\n\n"
-            return
+    try:  # finally: the client went away (the response task is cancelled) or the stream ended
+        for index in range(body.n):
+            yield chunk(index, {"role": "assistant", "content": ""})
+        while True:
+            event = await request.events.get()
+            if event[0] == "token":
+                _, index, token = event
+                if stopped[index]:
+                    continue
+                tokens[index].append(token)
+                text, cut = _cut(tok.decode(tokens[index], skip_special_tokens=False), stops)
+                if text.endswith("\ufffd") and not cut:
+                    continue  # an incomplete UTF-8 sequence: wait for the rest
+                if len(text) > len(sent[index]):
+                    yield chunk(index, {"content": text[len(sent[index]) :]})
+                    sent[index] = text
+                stopped[index] = cut
+            elif event[0] == "done":
+                for index, (_, finished) in enumerate(event[1]):
+                    reason = "stop" if stopped[index] else finished
+                    metrics.SUCCESS.labels(state.name, reason).inc()
+                    yield chunk(index, {}, reason)
+                metrics.E2E.labels(state.name).observe(time.perf_counter() - started)
+                yield "data: [DONE]\n\n"
+                return
+            else:
+                yield f"data: {json.dumps({'error': {'message': event[1], 'type': 'internal_error'}})}\n\n"
+                return
+    finally:
+        request.cancelled.set()
 
 
 async def _predict(state: App, body: PredictRequest, http: Request | None = None) -> dict:
