@@ -80,13 +80,17 @@ class BaseClient:
 
     ENV_PREFIX = ""
 
+    @classmethod
+    def env_config(cls, target: str, **settings) -> ClientConfig:
+        """A config for ``target`` with the credentials the environment gives this client
+        (``<ENV_PREFIX>_TOKEN``, ``<ENV_PREFIX>_TLS_CA``) and ``settings`` on top."""
+        env = os.environ if cls.ENV_PREFIX else {}
+        ca = env.get(f"{cls.ENV_PREFIX}_TLS_CA")
+        token = env.get(f"{cls.ENV_PREFIX}_TOKEN")
+        return ClientConfig(target=target, auth_token=token or None, tls_ca_file=Path(ca) if ca else None, **settings)
+
     def __init__(self, config: ClientConfig | str) -> None:
-        if isinstance(config, str):
-            env = os.environ
-            ca = env.get(f"{self.ENV_PREFIX}_TLS_CA") if self.ENV_PREFIX else None
-            token = env.get(f"{self.ENV_PREFIX}_TOKEN") if self.ENV_PREFIX else None
-            config = ClientConfig(target=config, auth_token=token or None, tls_ca_file=Path(ca) if ca else None)
-        self.config = config
+        self.config = self.env_config(config) if isinstance(config, str) else config
         self.channel = make_channel(self.config)
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {self.config.auth_token}"),) if self.config.auth_token else ()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 _lock = threading.Lock()
 _client = None
@@ -27,18 +26,13 @@ def _get_client():
     global _client
     with _lock:
         if _client is None:
-            from mvp.clients import ClientConfig, RewardClient
+            from mvp.clients import RewardClient
             from mvp.common.settings import REWARD_ADDR
 
-            ca = os.environ.get("MVP_REWARD_TLS_CA")
-            _client = RewardClient(
-                ClientConfig(
-                    target=os.environ.get("MVP_REWARD_ADDR", REWARD_ADDR),
-                    timeout_s=float(os.environ.get("MVP_REWARD_TIMEOUT_S", "30")),
-                    auth_token=os.environ.get("MVP_REWARD_TOKEN") or None,
-                    tls_ca_file=Path(ca) if ca else None,
-                )
-            )
+            # MVP_REWARD_TOKEN and MVP_REWARD_TLS_CA are read by the client, as in every process
+            target = os.environ.get("MVP_REWARD_ADDR", REWARD_ADDR)
+            timeout_s = float(os.environ.get("MVP_REWARD_TIMEOUT_S", "30"))
+            _client = RewardClient(RewardClient.env_config(target, timeout_s=timeout_s))
         return _client
 
 
