@@ -106,6 +106,10 @@ def test_health_and_reflection_without_our_protos(reward_server: Proc) -> None:
     for service in ("", "mvp.v1.RewardService"):
         status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
         assert status == health_pb2.HealthCheckResponse.SERVING
+    # Watch streams with context.write, not as an async generator: the interceptors pass it through
+    watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=5)
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
     services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
     assert {"mvp.v1.RewardService", "grpc.health.v1.Health"} <= services
 

@@ -18,7 +18,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mvp.common.auth import BearerTokenInterceptor, MalformedRequestInterceptor
+from mvp.common.auth import BearerTokenInterceptor
+from mvp.common.interceptors import MalformedRequestInterceptor
 from mvp.common.metrics import MetricsInterceptor, start_metrics_server
 from mvp.common.settings import GrpcServerSettings
 

@@ -13,6 +13,8 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
 
+from mvp.common.interceptors import stream_items
+
 log = logging.getLogger(__name__)
 # `*_created` series double the exposition size and no dashboard of ours uses them.
 disable_created_metrics()
@@ -98,7 +100,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 started.inc()
                 t0 = time.perf_counter()
                 try:
-                    async for item in streaming(request_or_iterator, context):
+                    async for item in stream_items(streaming, request_or_iterator, context):
                         yield item
                 except BaseException as exc:
                     finish(t0, context, exc)
