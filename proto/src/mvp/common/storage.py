@@ -132,7 +132,7 @@ class Storage:
     def download(self, uri: str, path: str | Path) -> None:
         """Copies the object to a local file (atomically)."""
         if not is_s3(uri):
-            _atomic_write(Path(path), self.get_bytes(uri))
+            atomic_write(Path(path), self.get_bytes(uri))
             return
         loc = self._s3(uri)
         tmp = f"{path}.part"
@@ -144,7 +144,7 @@ class Storage:
 
     def put_bytes(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         if not is_s3(uri):
-            _atomic_write(Path(uri), data)
+            atomic_write(Path(uri), data)
             return
         loc = self._s3(uri)
         try:
@@ -155,7 +155,7 @@ class Storage:
     def put_file(self, src: str, uri: str, content_type: str = "application/octet-stream") -> None:
         """Uploads (or copies) the local file ``src`` to ``uri``."""
         if not is_s3(uri):
-            _atomic_write(Path(uri), Path(src).read_bytes())
+            atomic_write(Path(uri), Path(src).read_bytes())
             return
         loc = self._s3(uri)
         try:
@@ -208,16 +208,28 @@ class Storage:
             self._raise(uri, exc)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, durable: bool = False) -> None:
+    """Writes ``path`` whole or not at all (a temporary ``.<name>.*.part`` beside it, renamed over
+    it). ``durable``: the file and the rename are also fsynced before returning, so the write
+    survives a crash of the process or the machine."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def download_folder(storage: Storage, uri: str, folder: Path) -> Path:

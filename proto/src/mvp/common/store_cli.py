@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -93,25 +92,12 @@ def object_path(data_dir: Path, bucket: str, key: str) -> Path:
     return data_dir.joinpath(bucket, *(_segment(p) for p in key.split("/")))
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def persist_writes(data_dir: Path) -> None:
     """Makes moto's S3 backend write through to ``data_dir``: every stored object (PUT, multipart
     completion, copy) and every delete reaches the disk before moto answers the request."""
     from moto.s3.models import S3Backend
+
+    from mvp.common.storage import atomic_write
 
     put, delete, create = S3Backend.put_object, S3Backend.delete_object, S3Backend.create_bucket
     lock = threading.Lock()
@@ -124,7 +110,7 @@ def persist_writes(data_dir: Path) -> None:
     def put_object(self, bucket_name, key_name, value, *args, **kwargs):
         key = put(self, bucket_name, key_name, value, *args, **kwargs)
         with lock:
-            _write_atomically(object_path(data_dir, bucket_name, key_name), bytes(key.value))
+            atomic_write(object_path(data_dir, bucket_name, key_name), bytes(key.value), durable=True)
         return key
 
     def delete_object(self, bucket_name, key_name, *args, **kwargs):
