@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+CHAT = json.dumps({"model": "mvp-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}).encode()
 
 
 def rss_mb(pid: int) -> float:
@@ -90,8 +94,40 @@ def http_post(url: str, body: bytes) -> int:
         return 0
 
 
-def _probes(health: Callable[[], None], normal: Callable[[], None], stop: threading.Event):
-    """Starts the health and normal-request probes; returns their sample lists and threads."""
+def probe_callables(service: str, target: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(health check, normal request) of one service at ``target`` (gRPC address or base URL)."""
+    if service == "inference":
+
+        def health() -> None:
+            with urllib.request.urlopen(target + "/health", timeout=5) as response:
+                response.read()
+
+        def normal() -> None:
+            if http_post(target + "/v1/chat/completions", CHAT) != 200:
+                raise RuntimeError("not served")
+
+        return health, normal
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from mvp.clients import RewardClient, SynthClient
+
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
+    if service == "reward":
+        client = RewardClient(target)
+        label = '{"answer": [2, 1], "num_candidates": 3}'
+        normal = lambda: client.score(["<answer>2, 1</answer>"], [label])  # noqa: E731
+    else:
+        synth = SynthClient(target)
+        normal = lambda: synth.list_jobs()  # noqa: E731
+    return lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=5), normal
+
+
+def probe_main(service: str, target: str, seconds: float) -> None:
+    """The probe process: the health check every 50 ms and a normal request every 200 ms for
+    ``seconds``; prints {"health": [...], "normal": [...]} (seconds per call; 5.0 = failed)."""
+    health, normal = probe_callables(service, target)
+    stop = threading.Event()
     health_s: list[float] = []
     normal_s: list[float] = []
     threads = [
@@ -100,33 +136,45 @@ def _probes(health: Callable[[], None], normal: Callable[[], None], stop: thread
     ]
     for t in threads:
         t.start()
-    return health_s, normal_s, threads
-
-
-def run_abuse(
-    name: str, pid: int, health: Callable[[], None], normal: Callable[[], None], attacks: list, seconds: float
-):
-    stop = threading.Event()
-    rest_health, rest_normal, threads = _probes(health, normal, stop)
-    time.sleep(min(3.0, seconds / 2))
+    time.sleep(seconds)
     stop.set()
     for t in threads:
         t.join()
+    print(json.dumps({"health": health_s, "normal": normal_s}))
+
+
+def start_probe(service: str, target: str, seconds: float) -> subprocess.Popen:
+    """The probes run in their own process, as a kubelet's would: the attackers' threads in this
+    interpreter must not delay the probe's own client."""
+    cmd = [sys.executable, __file__, "--probe", service, target, "--seconds", str(seconds)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def probe_results(proc: subprocess.Popen) -> tuple[list[float], list[float]]:
+    out, _ = proc.communicate(timeout=120)
+    data = json.loads(out.strip().splitlines()[-1])
+    return data["health"], data["normal"]
+
+
+def run_abuse(name: str, pid: int, target: str, attacks: list, seconds: float) -> dict:
+    rest_health, rest_normal = probe_results(start_probe(name, target, min(3.0, seconds / 2)))
     rss_before = rss_mb(pid)
     codes: Counter = Counter()
     sent: Counter = Counter()
     stop = threading.Event()
-    busy_health, busy_normal, threads = _probes(health, normal, stop)
     attackers = [threading.Thread(target=attack, args=(stop, sent, codes)) for attack in attacks]
     for t in attackers:
         t.start()
-    threads += attackers
-    time.sleep(seconds)
+    time.sleep(0.5)  # the attack is under way before the first probe
+    busy = start_probe(name, target, seconds)
+    busy_health, busy_normal = probe_results(busy)
     stop.set()
-    for t in threads:
+    for t in attackers:
         t.join(60)
     time.sleep(1.0)
     rss_after = rss_mb(pid)
+    time.sleep(4.0)
+    rss_later = rss_mb(pid)
     result = {
         "sent": dict(sent),
         "answered_by_code": {str(k): v for k, v in sorted(codes.items(), key=lambda kv: str(kv[0]))},
@@ -137,6 +185,7 @@ def run_abuse(
         "rss_mb_before": round(rss_before, 1),
         "rss_mb_after": round(rss_after, 1),
         "rss_growth_mb": round(rss_after - rss_before, 1),
+        "rss_mb_5s_later": round(rss_later, 1),
     }
     result["health_p99_ratio_abuse_to_rest"] = (
         round(result["health_p99_ms_abuse"] / result["health_p99_ms_rest"], 2) if result["health_p99_ms_rest"] else None
@@ -158,28 +207,48 @@ def burst(fire: Callable[[], object], count: int) -> Callable:
 
 
 def main() -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    from mvp.clients import RewardClient, SynthClient
-    from mvp.v1 import sample_pb2
-    from tests.procs import start_reward, start_serve, start_store, start_synth
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="abuse time per service")
     parser.add_argument("--burst", type=int, default=64, help="concurrent requests of the burst")
     parser.add_argument("--slow", type=int, default=50, help="slowloris connections")
+    parser.add_argument(
+        "--only", choices=["reward", "synth", "inference"], action="append", help="run only these services"
+    )
+    parser.add_argument("--probe", nargs=2, metavar=("SERVICE", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:  # the probe process that run_abuse starts
+        probe_main(*args.probe, args.seconds)
+        return
+    only = set(args.only or ["reward", "synth", "inference"])
     tmp = Path(tempfile.mkdtemp(prefix="mvp-abuse-"))
     results = {}
-    label = '{"answer": [2, 1], "num_candidates": 3}'
 
-    # --- reward-service ------------------------------------------------------------------------
+    if "reward" in only:
+        results["reward"] = abuse_reward(tmp, args)
+    if "synth" in only:
+        results["synth"] = abuse_synth(tmp, args)
+    if "inference" in only:
+        results["inference"] = abuse_inference(tmp, args)
+    summary = {
+        "bench": "abuse",
+        "seconds_per_service": args.seconds,
+        **results,
+        "health_p99_ms_abuse_max": max(r["health_p99_ms_abuse"] for r in results.values()),
+        "rss_growth_mb_max": max(r["rss_growth_mb"] for r in results.values()),
+        "meets_bar": all(r["meets_bar"] for r in results.values()),
+    }
+    print(json.dumps(summary))
+
+
+def abuse_reward(tmp: Path, args: argparse.Namespace) -> dict:
+    import grpc
+
+    from mvp.clients import RewardClient
+    from tests.procs import start_reward
+
     reward = start_reward(tmp, "--log-level", "WARNING")
     try:
         addr = f"127.0.0.1:{reward.ports['grpc']}"
-        channel = grpc.insecure_channel(addr)
-        stub = health_pb2_grpc.HealthStub(channel)
         client = RewardClient(addr)
         big_label = json.dumps({"answer": list(range(1, 1001)), "num_candidates": 1000})
         url = f"http://127.0.0.1:{reward.ports['http']}/score"
@@ -200,26 +269,24 @@ def main() -> None:
             except grpc.RpcError as exc:
                 return exc.code().name
 
-        results["reward"] = run_abuse(
-            "reward",
-            reward.popen.pid,
-            lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=5),
-            lambda: client.score(["<answer>2, 1</answer>"], [label]),
-            [oversize, slow, burst(heavy, args.burst)],
-            args.seconds,
-        )
-        channel.close()
-        client.close()
+        return run_abuse("reward", reward.popen.pid, addr, [oversize, slow, burst(heavy, args.burst)], args.seconds)
     finally:
+        client.close()
         reward.stop()
 
-    # --- synth-service ---------------------------------------------------------------------------
+
+def abuse_synth(tmp: Path, args: argparse.Namespace) -> dict:
+    import grpc
+
+    from mvp.clients import SynthClient
+    from mvp.v1 import sample_pb2
+    from tests.procs import start_store, start_synth
+
     store = start_store(tmp)
     synth = start_synth(tmp, store.ports["s3"], "--allowed-buckets", "mvp")
     try:
         addr = f"127.0.0.1:{synth.ports['grpc']}"
         channel = grpc.insecure_channel(addr)
-        stub = health_pb2_grpc.HealthStub(channel)
         client = SynthClient(addr)
         config = sample_pb2.SynthesisConfig(num_frames=6, num_masked=2)
 
@@ -240,35 +307,20 @@ def main() -> None:
                     codes[exc.code().name] += 1
                 sent["oversize"] += 1
 
-        results["synth"] = run_abuse(
-            "synth",
-            synth.popen.pid,
-            lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=5),
-            lambda: client.list_jobs(),
-            [oversize, burst(junk, args.burst)],
-            args.seconds,
-        )
+        return run_abuse("synth", synth.popen.pid, addr, [oversize, burst(junk, args.burst)], args.seconds)
+    finally:
         channel.close()
         client.close()
-    finally:
         synth.stop()
         store.stop()
 
-    # --- mvp serve -------------------------------------------------------------------------------
+
+def abuse_inference(tmp: Path, args: argparse.Namespace) -> dict:
+    from tests.procs import start_serve
+
     serve = start_serve(tmp, "--max-queue", "8", "--log-level", "WARNING")
     try:
         base = f"http://127.0.0.1:{serve.ports['http']}"
-        chat = json.dumps(
-            {"model": "mvp-tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
-        ).encode()
-
-        def health():
-            with urllib.request.urlopen(base + "/health", timeout=5) as response:
-                response.read()
-
-        def normal():
-            if http_post(base + "/v1/chat/completions", chat) != 200:
-                raise RuntimeError("not served")
 
         def oversize(stop, sent, codes):
             while not stop.is_set():
@@ -278,26 +330,15 @@ def main() -> None:
         def slow(stop, sent, codes):
             slowloris("127.0.0.1", serve.ports["http"], args.slow, stop, sent)
 
-        results["inference"] = run_abuse(
+        return run_abuse(
             "inference",
             serve.popen.pid,
-            health,
-            normal,
-            [oversize, slow, burst(lambda: http_post(base + "/v1/chat/completions", chat), args.burst)],
+            base,
+            [oversize, slow, burst(lambda: http_post(base + "/v1/chat/completions", CHAT), args.burst)],
             args.seconds,
         )
     finally:
         serve.stop()
-
-    summary = {
-        "bench": "abuse",
-        "seconds_per_service": args.seconds,
-        **results,
-        "health_p99_ms_abuse_max": max(r["health_p99_ms_abuse"] for r in results.values()),
-        "rss_growth_mb_max": max(r["rss_growth_mb"] for r in results.values()),
-        "meets_bar": all(r["meets_bar"] for r in results.values()),
-    }
-    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -166,12 +166,17 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     proc = start_serve(tmp_path, "--max-queue", "1", "--max-batch-size", "1", "--batch-wait-ms", "0")
     try:
         body = _chat("count to one hundred", max_tokens=64, temperature=1.0)
-        with ThreadPoolExecutor(16) as pool:
-            replies = list(pool.map(lambda _: _post(proc.ports["http"], "/v1/chat/completions", body), range(16)))
-        statuses = [status for status, _, _ in replies]
+        # every other request is not even JSON: while the queue is full it is turned away with 429
+        # before its body is read (shedding does no per-request work); otherwise it is a 400
+        bodies = [body if i % 2 == 0 else b"{not json" for i in range(32)]
+        with ThreadPoolExecutor(32) as pool:
+            replies = list(pool.map(lambda b: _post(proc.ports["http"], "/v1/chat/completions", b), bodies))
+        statuses = [status for status, _, _ in replies[0::2]]
         assert 200 in statuses and 429 in statuses, statuses
         busy = next(r for r in replies if r[0] == 429)
         assert busy[2].get("retry-after") == "1" and busy[1]["error"]["code"] == "queue_full"
+        junk = [status for status, _, _ in replies[1::2]]
+        assert set(junk) <= {400, 429} and 429 in junk, junk
         assert _post(proc.ports["http"], "/v1/chat/completions", _chat("hi", max_tokens=2))[0] == 200
     finally:
         proc.stop()

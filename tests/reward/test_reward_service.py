@@ -25,6 +25,7 @@ from tests.procs import MVP, REPO, Proc, free_port, start_reward, wait_for
 pytestmark = pytest.mark.integration
 
 LABEL = json.dumps({"answer": [3, 1, 5, 2], "num_candidates": 8, "index_base": 1})
+RIGHT = "<answer>3, 1, 5, 2</answer>"
 
 
 def addr(proc: Proc) -> str:
@@ -81,6 +82,51 @@ def test_oversized_batch_and_message_are_rejected(session_tmp: Path) -> None:
         assert len(client.score(["x"] * 8, [LABEL] * 8)) == 8  # still serving
     finally:
         proc.stop()
+
+
+def test_health_is_never_counted_against_the_concurrency_limit(session_tmp: Path) -> None:
+    """An open ScoreStream holds the only slot: Score is RESOURCE_EXHAUSTED, the health check still
+    SERVING (grpc's own maximum_concurrent_rpcs rejected health checks too: a busy server failed its
+    liveness probe)."""
+    proc = start_reward(session_tmp, "--max-concurrent-rpcs", "1")
+    release = threading.Event()
+
+    def held_open():
+        yield reward_pb2.ScoreStreamRequest(request_id="a", item=reward_pb2.ScoreItem(completion="x", label_json=LABEL))
+        release.wait(30)
+
+    try:
+        with RewardClient(addr(proc)) as client:
+            client.wait_healthy()
+            stream = client.score_stream(held_open())
+            assert next(iter(stream)).request_id == "a"  # the stream is in flight and holds the slot
+            with pytest.raises(grpc.RpcError) as err:
+                client.score(["<answer>3, 1, 5</answer>"], [LABEL])
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_concurrent_rpcs=1" in err.value.details()
+            with grpc.insecure_channel(addr(proc)) as channel:
+                health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            release.set()
+            list(stream)
+            assert client.score([RIGHT], [LABEL])[0].reward == 1.0  # the slot is free again
+    finally:
+        release.set()
+        proc.stop()
+
+
+def test_large_requests_are_parsed_off_the_event_loop(reward_server: Proc) -> None:
+    """Over 64 KiB a request is parsed in a worker thread: a large valid one is scored, large
+    corrupt bytes are INVALID_ARGUMENT, like small ones."""
+    with RewardClient(addr(reward_server)) as client:
+        results = client.score([RIGHT + " " * 100] * 2000, [LABEL] * 2000)
+        assert len(results) == 2000 and all(r.reward == 1.0 for r in results)
+    with grpc.insecure_channel(addr(reward_server)) as channel:
+        raw = channel.unary_unary("/mvp.v1.RewardService/Score")
+        with pytest.raises(grpc.RpcError) as err:
+            raw(b"\xff" * (1 << 20), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid protobuf" in err.value.details()
 
 
 def test_stream_scores_as_completions_arrive(reward_server: Proc) -> None:

@@ -51,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mvp.common.logging import configure_logging
+    from mvp.common.procs import responsive_threads
     from mvp.common.storage import Storage
     from mvp.inference.server import App, create_app
     from mvp.model.resolve import resolve_model
@@ -90,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
             "backend": backend,
         },
     )
+    responsive_threads()
     try:
         server.run()
     finally:

@@ -106,9 +106,12 @@ class TransformersEngine:
         self.thread = threading.Thread(target=self._run, name="generate", daemon=True)
         self.thread.start()
 
+    def full(self, max_queue: int | None) -> bool:
+        return max_queue is not None and self.queue.qsize() >= max_queue
+
     def submit(self, request: GenRequest, max_queue: int | None = None) -> bool:
         """Queues ``request``; False (nothing queued) when ``max_queue`` requests already wait."""
-        if max_queue is not None and self.queue.qsize() >= max_queue:
+        if self.full(max_queue):
             return False
         metrics.WAITING.labels(self.model_name).inc()
         self.queue.put(request)

@@ -155,16 +155,24 @@ class App:
         if count > self.settings.max_images:
             raise ApiError(400, f"more than max_images={self.settings.max_images} images", param=param)
 
+    def busy(self) -> bool:
+        """True when ``max_queue`` generations already wait (the transformers backend's queue; vLLM
+        keeps its own)."""
+        return self.engine is not None and self.engine.full(self.settings.max_queue)
+
+    def queue_full(self) -> ApiError:
+        return ApiError(
+            429,
+            f"the server is busy: {self.settings.max_queue} requests are waiting; retry shortly",
+            kind="rate_limit_error",
+            code="queue_full",
+            headers={"Retry-After": "1"},
+        )
+
     def submit(self, request: GenRequest) -> None:
         """Queues a generation, or answers 429 when ``max_queue`` requests already wait."""
         if not self.engine.submit(request, self.settings.max_queue):
-            raise ApiError(
-                429,
-                f"the server is busy: {self.settings.max_queue} requests are waiting; retry shortly",
-                kind="rate_limit_error",
-                code="queue_full",
-                headers={"Retry-After": "1"},
-            )
+            raise self.queue_full()
 
     def check(self, body: ChatRequest) -> int:
         """The request limits of both backends; returns max_tokens."""
@@ -264,6 +272,45 @@ class BodyLimit:
         await ApiError(413, f"request body over {mib} MiB")(scope, receive, send)
 
 
+class ShedWhenBusy:
+    """ASGI middleware: while the generation queue is full, a generation request is answered 429
+    before its body is read, parsed or tokenized (under a burst most requests are turned away, and
+    doing that work for each of them delayed every other request, health checks included)."""
+
+    def __init__(self, app, state: App) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] in GENERATION_PATHS and self.state.busy():
+            await self.state.queue_full()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class RequireApiKey:
+    """ASGI middleware: every /v1 route needs ``Authorization: Bearer <api key>`` (the OpenAI
+    client's ``api_key``); /health and /metrics stay open for probes and Prometheus."""
+
+    def __init__(self, app, api_key: bytes) -> None:
+        self.app = app
+        self.api_key = api_key
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1"):
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            scheme, _, key = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(key, self.api_key):
+                kind = "invalid_api_key" if given else "missing_api_key"
+                error = ApiError(401, "a valid API key is required (Authorization: Bearer <key>)", code=kind)
+                await error(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/mvp/predict"})
+
+
 def create_app(state: App) -> FastAPI:
     app = FastAPI(title="MVP-Train inference", docs_url=None, redoc_url=None)
 
@@ -277,20 +324,13 @@ def create_app(state: App) -> FastAPI:
         param = ".".join(str(x) for x in first.get("loc", [])[1:]) or None
         return ApiError(400, f"invalid request: {first.get('msg', 'malformed body')}", param=param).response()
 
-    # added first = innermost: the API key is checked before any body is read
+    # Pure ASGI middlewares, the last added outermost: the API key is checked first, then a full
+    # queue turns generation requests away, then the body's size is limited; none reads a body it
+    # does not need.
     app.add_middleware(BodyLimit, limit=state.settings.max_request_mb * 1024 * 1024)
-
-    api_key = state.settings.api_key.get_secret_value().encode() if state.settings.api_key else None
-
-    @app.middleware("http")
-    async def _require_api_key(request: Request, call_next):
-        if api_key is not None and request.url.path.startswith("/v1"):
-            given = request.headers.get("authorization", "")
-            scheme, _, key = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(key.encode(), api_key):
-                kind = "invalid_api_key" if given else "missing_api_key"
-                return ApiError(401, "a valid API key is required (Authorization: Bearer <key>)", code=kind).response()
-        return await call_next(request)
+    app.add_middleware(ShedWhenBusy, state=state)
+    if state.settings.api_key:
+        app.add_middleware(RequireApiKey, api_key=state.settings.api_key.get_secret_value().encode())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

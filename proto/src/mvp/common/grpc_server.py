@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -19,8 +20,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mvp.common.auth import BearerTokenInterceptor
-from mvp.common.interceptors import MalformedRequestInterceptor
+from mvp.common.interceptors import RequestGateInterceptor
 from mvp.common.metrics import MetricsInterceptor, start_metrics_server
+from mvp.common.procs import release_free_memory, responsive_threads
 from mvp.common.settings import GrpcServerSettings
 
 log = logging.getLogger(__name__)
@@ -68,12 +70,9 @@ class GrpcServer:
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
         if settings.auth_token is not None:
             interceptors.append(BearerTokenInterceptor(settings.auth_token.get_secret_value()))
-        interceptors.append(MalformedRequestInterceptor())
-        self.server = grpc.aio.server(
-            interceptors=interceptors,
-            options=grpc_options(settings),
-            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        )
+        self.gate = RequestGateInterceptor(settings.max_concurrent_rpcs)
+        interceptors.append(self.gate)
+        self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         for binding in self.bindings:
@@ -119,6 +118,17 @@ class GrpcServer:
         log.info("grpc server stopped", extra={"port": self.port})
 
 
+TRIM_EVERY_S = 2.0
+
+
+async def _release_memory_every(seconds: float) -> None:
+    """Hands freed allocator memory back to the OS every ``seconds`` (in a worker thread), so a
+    burst of large requests does not leave the process at its peak RSS."""
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(release_free_memory)
+
+
 async def serve(
     server: GrpcServer,
     *,
@@ -127,13 +137,20 @@ async def serve(
 ) -> None:
     """Starts ``server`` and runs until SIGTERM or SIGINT, then drains and returns."""
     loop = asyncio.get_running_loop()
+    responsive_threads()
+    # asyncio.to_thread (and loop.run_in_executor(None, ...)) run on this bounded pool
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=server.settings.worker_threads, thread_name_prefix="mvp-worker")
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     if on_started is not None:
         await on_started(server)
+    trim = asyncio.create_task(_release_memory_every(TRIM_EVERY_S))
     await stop.wait()
+    trim.cancel()
     log.info("shutdown requested; draining in-flight calls", extra={"grace_s": server.settings.shutdown_grace_s})
     if on_stopping is not None:
         await on_stopping()

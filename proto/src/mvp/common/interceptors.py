@@ -1,8 +1,11 @@
-"""Helpers for the project's gRPC server interceptors, and the interceptor that turns requests that
-do not parse into INVALID_ARGUMENT."""
+"""Helpers for the project's gRPC server interceptors, and the request gate every server puts in
+front of its handlers: malformed requests are INVALID_ARGUMENT, calls beyond the concurrency limit
+are RESOURCE_EXHAUSTED (health checks never are), large requests are parsed off the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 from collections.abc import AsyncIterator
 
@@ -21,6 +24,14 @@ async def stream_items(handler, request_or_iterator, context: grpc.aio.ServicerC
         await result
 
 
+# Requests larger than this are parsed in a worker thread, not on the event loop: a burst of
+# large messages must not delay health checks or small calls that arrive meanwhile.
+PARSE_INLINE_BYTES = 64 * 1024
+# Always answered, never counted against the concurrency limit: a liveness probe must not fail
+# because the server is busy with real work.
+EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
 class _Malformed:
     """Stands in for a request message that did not parse."""
 
@@ -28,69 +39,128 @@ class _Malformed:
         self.error = error
 
 
-def _safe(deserializer):
+class _Deferred:
+    """A large request's bytes, parsed later off the event loop."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _try_parse(deserializer, data: bytes):
+    try:
+        return deserializer(data)
+    except Exception as exc:  # noqa: BLE001 - DecodeError, invalid UTF-8 in a string field, ...
+        return _Malformed(exc)
+
+
+def _gate_parser(deserializer, defer: bool):
     if deserializer is None:
         return None
 
     def parse(data: bytes):
-        try:
-            return deserializer(data)
-        except Exception as exc:  # noqa: BLE001 - DecodeError, invalid UTF-8 in a string field, ...
-            return _Malformed(exc)
+        if defer and len(data) > PARSE_INLINE_BYTES:
+            return _Deferred(data)
+        return _try_parse(deserializer, data)
 
     return parse
 
 
-async def _reject_malformed(request, context: grpc.aio.ServicerContext) -> None:
+async def _checked(request, deserializer, context: grpc.aio.ServicerContext):
+    """The parsed request; a deferred one is parsed in a worker thread; a malformed one aborts."""
+    if isinstance(request, _Deferred):
+        request = await asyncio.to_thread(_try_parse, deserializer, request.data)
     if isinstance(request, _Malformed):
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT, f"request is not a valid protobuf message: {type(request.error).__name__}"
         )
+    return request
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
-    """Corrupt protobuf bytes (or invalid UTF-8 in a string field) are INVALID_ARGUMENT naming the
-    problem, not the INTERNAL/UNKNOWN gRPC answers when its own deserializer raises."""
+class _Slots:
+    """Counts calls in flight; ``None`` limit = unlimited."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit, self.in_flight = limit, 0
+
+    @contextlib.asynccontextmanager
+    async def hold(self, context: grpc.aio.ServicerContext):
+        if self.limit is not None and self.in_flight >= self.limit:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server busy: {self.in_flight} calls in flight (max_concurrent_rpcs={self.limit}); retry later",
+            )
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+
+class RequestGateInterceptor(grpc.aio.ServerInterceptor):
+    """Every request passes here before its handler:
+
+    - corrupt protobuf bytes (or invalid UTF-8 in a string field) are INVALID_ARGUMENT naming the
+      problem, not the INTERNAL/UNKNOWN gRPC answers when its own deserializer raises;
+    - at most ``max_concurrent`` calls run at once; more are RESOURCE_EXHAUSTED before their request
+      is parsed (grpc's own ``maximum_concurrent_rpcs`` would count, and so reject, health checks too);
+    - a unary request over ``PARSE_INLINE_BYTES`` is parsed in a worker thread.
+
+    Health and reflection (``EXEMPT_PREFIXES``) are never limited nor deferred.
+    """
+
+    def __init__(self, max_concurrent: int | None = None) -> None:
+        self._slots = _Slots(max_concurrent)
+        self._free = _Slots(None)
+
+    @property
+    def in_flight(self) -> int:
+        return self._slots.in_flight
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        des, ser = _safe(handler.request_deserializer), handler.response_serializer
+        exempt = handler_call_details.method.startswith(EXEMPT_PREFIXES)
+        slots = self._free if exempt else self._slots
+        raw_des, ser = handler.request_deserializer, handler.response_serializer
         if handler.unary_unary is not None:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request, context):
-                await _reject_malformed(request, context)
-                return await inner_uu(request, context)
+                async with slots.hold(context):
+                    return await inner_uu(await _checked(request, raw_des, context), context)
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, des, ser)
+            return grpc.unary_unary_rpc_method_handler(unary_unary, _gate_parser(raw_des, not exempt), ser)
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
             async def unary_stream(request, context):
-                await _reject_malformed(request, context)
-                async for item in stream_items(inner_us, request, context):
-                    yield item
+                async with slots.hold(context):
+                    async for item in stream_items(inner_us, await _checked(request, raw_des, context), context):
+                        yield item
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream, des, ser)
+            return grpc.unary_stream_rpc_method_handler(unary_stream, _gate_parser(raw_des, not exempt), ser)
+
+        # Streamed requests are parsed as they arrive (each message is small in the project's APIs).
+        des = _gate_parser(raw_des, False)
 
         async def checked(requests, context):
             async for request in requests:
-                await _reject_malformed(request, context)
-                yield request
+                yield await _checked(request, raw_des, context)
 
         if handler.stream_unary is not None:
             inner_su = handler.stream_unary
 
             async def stream_unary(requests, context):
-                return await inner_su(checked(requests, context), context)
+                async with slots.hold(context):
+                    return await inner_su(checked(requests, context), context)
 
             return grpc.stream_unary_rpc_method_handler(stream_unary, des, ser)
         inner_ss = handler.stream_stream
 
         async def stream_stream(requests, context):
-            async for item in stream_items(inner_ss, checked(requests, context), context):
-                yield item
+            async with slots.hold(context):
+                async for item in stream_items(inner_ss, checked(requests, context), context):
+                    yield item
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, des, ser)

@@ -80,7 +80,18 @@ class GrpcServerSettings(BaseSettings):
     )
     max_message_mb: int = Field(64, ge=1, le=2047, description="Largest request or response message, in MiB.")
     max_concurrent_rpcs: int | None = Field(
-        None, ge=1, description="Calls beyond this many in flight are rejected with RESOURCE_EXHAUSTED."
+        None,
+        ge=1,
+        description="Calls beyond this many in flight are rejected with RESOURCE_EXHAUSTED (health checks "
+        "are never counted nor rejected).",
+    )
+    worker_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Threads that run the handlers' blocking and CPU work (scoring, large-request parsing, "
+        "store I/O). Few on purpose: Python threads share one interpreter lock, and each extra busy thread "
+        "delays the event loop that answers health checks.",
     )
     shutdown_grace_s: float = Field(
         15.0, ge=0, description="On SIGTERM, how long in-flight calls may run before they are cancelled."

@@ -104,16 +104,11 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             config = self.scorer.config_for(request.config if request.HasField("config") else None)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid reward config: {exc}")
-        t0 = time.perf_counter()
         try:
-            results = await asyncio.to_thread(
-                _score_items, [(item.completion, item) for item in items], self.scorer.label_of, config
-            )
+            return await asyncio.to_thread(_score_request, items, self.scorer.label_of, config)
         except _BadItemError as bad:
             metrics.INVALID_LABELS.labels("grpc").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"items[{bad.index}]: invalid label: {bad.error}")
-        metrics.record(results, "grpc", time.perf_counter() - t0)
-        return reward_pb2.ScoreResponse(results=[result_to_proto(r) for r in results])
 
     async def ScoreStream(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[reward_pb2.ScoreStreamRequest], context: grpc.aio.ServicerContext
@@ -160,6 +155,23 @@ def _score_items(items: list, resolve, config: core.RewardConfig) -> list[core.R
     return results
 
 
+def _score_request(items, resolve, config: core.RewardConfig) -> reward_pb2.ScoreResponse:
+    """A gRPC Score call's work, all of it in a worker thread: labels, scores, metrics and the
+    response message (for a batch of thousands, building it costs more than scoring)."""
+    t0 = time.perf_counter()
+    results = _score_items([(item.completion, item) for item in items], resolve, config)
+    metrics.record(results, "grpc", time.perf_counter() - t0)
+    return reward_pb2.ScoreResponse(results=[result_to_proto(r) for r in results])
+
+
+def _score_http(items: list, config: core.RewardConfig) -> bytes:
+    """An HTTP /score request's work in a worker thread: labels, scores, metrics, the JSON body."""
+    t0 = time.perf_counter()
+    results = _score_items(items, _label_of_http, config)
+    metrics.record(results, "http", time.perf_counter() - t0)
+    return json.dumps(to_openrlhf(results)).encode()
+
+
 def _label_of_http(truth: str | dict) -> core.Label:
     return core.LABELS.get(truth) if isinstance(truth, str) else core.Label.from_dict(truth)
 
@@ -176,6 +188,24 @@ def _bearer_middleware(token: str):
             if not hmac.compare_digest(given, expected):
                 reason = "invalid bearer token" if given else "missing 'Authorization: Bearer <token>' header"
                 raise _http_error(web.HTTPUnauthorized, reason, headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return check
+
+
+def _body_limit_middleware(max_body: int):
+    """A declared Content-Length over the limit is 413 before any of the body is read (aiohttp's own
+    ``client_max_size`` check reads up to the limit first; it still guards chunked bodies)."""
+
+    @web.middleware
+    async def check(request: web.Request, handler):
+        if request.content_length is not None and request.content_length > max_body:
+            raise _http_error(
+                web.HTTPRequestEntityTooLarge,
+                f"body of {request.content_length} bytes exceeds max_message_mb ({max_body} bytes)",
+                max_size=max_body,
+                actual_size=request.content_length,
+            )
         return await handler(request)
 
     return check
@@ -205,7 +235,6 @@ def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.A
                 max_size=settings.max_batch,
                 actual_size=len(queries),
             )
-        t0 = time.perf_counter()
         items = []
         for i, (query, label_text) in enumerate(zip(queries, labels, strict=True)):
             prompt = prompts[i] if prompts is not None else None
@@ -213,18 +242,20 @@ def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.A
                 raise _http_error(web.HTTPBadRequest, f"item {i}: query must be a string and label a JSON string")
             items.append((response_from_query(query, prompt if isinstance(prompt, str) else None), label_text))
         try:
-            results = await asyncio.to_thread(_score_items, items, _label_of_http, scorer.default)
+            body = await asyncio.to_thread(_score_http, items, scorer.default)
         except _BadItemError as bad:
             metrics.INVALID_LABELS.labels("http").inc()
             raise _http_error(web.HTTPBadRequest, f"item {bad.index}: invalid label: {bad.error}") from None
-        metrics.record(results, "http", time.perf_counter() - t0)
-        return web.json_response(to_openrlhf(results))
+        return web.Response(body=body, content_type="application/json")
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    middlewares = [_bearer_middleware(settings.auth_token.get_secret_value())] if settings.auth_token else []
-    app = web.Application(client_max_size=settings.max_message_mb * 1024 * 1024, middlewares=middlewares)
+    max_body = settings.max_message_mb * 1024 * 1024
+    middlewares = [_body_limit_middleware(max_body)]
+    if settings.auth_token:
+        middlewares.insert(0, _bearer_middleware(settings.auth_token.get_secret_value()))
+    app = web.Application(client_max_size=max_body, middlewares=middlewares)
     for path in ("/", "/score", "/get_reward"):
         app.router.add_post(path, handle)
     app.router.add_get("/health", healthz)

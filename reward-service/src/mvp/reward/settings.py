@@ -30,7 +30,10 @@ class RewardServerSettings(GrpcServerSettings, RewardConfig):
         16, ge=1, le=2047, description="Largest request or response message, in MiB (gRPC and HTTP bodies)."
     )
     max_concurrent_rpcs: int | None = Field(
-        32, ge=1, description="Calls beyond this many in flight are rejected with RESOURCE_EXHAUSTED."
+        32,
+        ge=1,
+        description="Calls beyond this many in flight are rejected with RESOURCE_EXHAUSTED (health checks are never "
+        "counted nor rejected).",
     )
     max_batch: int = Field(
         4096, ge=1, description="Most completions in one Score call or HTTP request; more is rejected."

@@ -15,6 +15,12 @@ class SynthServerSettings(GrpcServerSettings):
     metrics_port: int | None = Field(
         9091, ge=0, le=65535, description="Prometheus /metrics port (0 picks a free one; unset disables)."
     )
+    max_message_mb: int = Field(
+        4,
+        ge=1,
+        le=2047,
+        description="Largest request or response message, in MiB (requests hold URIs and settings, never media).",
+    )
     workers: int = Field(2, ge=1, description="Worker processes per corpus job (one video each at a time).")
     state_uri: str | None = Field(
         None,
