@@ -14,6 +14,7 @@ fp16) and merged into the Hugging Face folder by ``smol.assemble``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -33,6 +34,8 @@ from mvp.model.policy import Encoded, Policy
 
 TRAIN_VIDEOS_FROM = 200_000  # frame-seed ranges: disjoint from distillation and from each other
 HELD_OUT_VIDEOS_FROM = 300_000
+STAGE_KINDS = ("other", "same", "near")
+NEAR_MIN_DISTANCE = 3  # seconds between a 'near' stage's distractors (and other references) and each reference
 
 
 class AlignConfig(BaseSettings):
@@ -45,8 +48,12 @@ class AlignConfig(BaseSettings):
     held_out_samples: int = Field(24, ge=1, description="Held-out samples per curriculum stage.")
     curriculum: str = Field(
         "1:2:other:700,2:3:other:300,2:3:same:400,3:3:same:400",
-        description="Stages K:l:other|same:samples, easiest first: K references, l distractors from other "
-        "videos or from the same video, trained for that many samples.",
+        description="Stages K:l:other|same|near:samples, easiest first: K references, l distractors from other "
+        "videos or from the same video, trained for that many samples. 'near' asks for the candidate filmed "
+        "one second before or after each reference (no exact copies; distractors >= 3 s from every reference).",
+    )
+    init: Path | None = Field(
+        None, description="Continue from these alignment weights (merger + LoRA) instead of from the start."
     )
     batch: int = Field(8, ge=1, description="Samples per optimiser step.")
     lr_merger: float = Field(2e-3, gt=0, description="Peak learning rate of the vision merger (cosine decay).")
@@ -56,29 +63,32 @@ class AlignConfig(BaseSettings):
     threads: int = Field(2, ge=1, description="torch CPU threads.")
     eval_every: int = Field(200, ge=1, description="Training samples between held-out evaluations.")
 
-    def stages(self) -> list[tuple[int, int, bool, int]]:
+    def stages(self) -> list[tuple[int, int, str, int]]:
         out = []
         for part in self.curriculum.split(","):
             try:
                 k, n_distract, where, n = part.split(":")
-                stage = (int(k), int(n_distract), {"other": False, "same": True}[where], int(n))
+                if where not in STAGE_KINDS:
+                    raise KeyError(where)
+                stage = (int(k), int(n_distract), where, int(n))
             except (ValueError, KeyError) as exc:
-                raise ValueError(f"curriculum stage {part!r} is not K:l:other|same:samples") from exc
+                raise ValueError(f"curriculum stage {part!r} is not K:l:other|same|near:samples") from exc
             if stage[0] < 1 or stage[1] < 0 or stage[3] < 1:
                 raise ValueError(f"curriculum stage {part!r}: need K >= 1, l >= 0, samples >= 1")
             out.append(stage)
         return out
 
 
-def render_prompt(k: int, num_candidates: int) -> str:
+def render_prompt(k: int, num_candidates: int, near: bool = False) -> str:
     lines = [f"Here are {k} reference frame{'s' if k > 1 else ''} from videos, in no particular order."]
     lines += [f"Reference {i + 1}: <image>" for i in range(k)]
     lines.append("Candidates:")
     lines += [f"Candidate {i + 1}: <image>" for i in range(num_candidates)]
     refs = "each reference frame" if k > 1 else "the reference frame"
     placeholders = ", ".join(f"c{j + 1}" for j in range(k))
+    question = "was filmed one second before or after" if near else "is an exact copy of"
     lines.append(
-        f"Which candidate is an exact copy of {refs}? Give the candidate numbers in the order of the "
+        f"Which candidate {question} {refs}? Give the candidate numbers in the order of the "
         f"references as <answer>{placeholders}</answer>."
     )
     return "\n".join(lines)
@@ -94,11 +104,13 @@ class MatchSample:
 
 
 def make_sample(
-    rng: random.Random, videos: list[int], frames_per_video: int, k: int, n_distract: int, same_video: bool
+    rng: random.Random, videos: list[int], frames_per_video: int, k: int, n_distract: int, where: str
 ) -> MatchSample:
     video = rng.choice(videos)
+    if where == "near":
+        return _near_sample(rng, video, frames_per_video, k, n_distract)
     refs = [(video, f) for f in rng.sample(range(frames_per_video), k)]
-    if same_video:
+    if where == "same":
         others = [f for f in range(frames_per_video) if (video, f) not in refs]
         distractors = [(video, f) for f in rng.sample(others, n_distract)]
     else:
@@ -108,6 +120,27 @@ def make_sample(
     rng.shuffle(candidates)
     answer = [candidates.index(r) + 1 for r in refs]
     return MatchSample(render_prompt(k, len(candidates)), refs + candidates, answer, k, len(candidates))
+
+
+def _near_sample(rng: random.Random, video: int, frames_per_video: int, k: int, n_distract: int) -> MatchSample:
+    """K references >= NEAR_MIN_DISTANCE s apart; each one's answer is the frame one second before
+    or after it; distractors are frames of the same video >= NEAR_MIN_DISTANCE s from every reference."""
+    for _ in range(1000):
+        refs = sorted(rng.sample(range(frames_per_video), k))
+        if all(b - a >= NEAR_MIN_DISTANCE for a, b in itertools.pairwise(refs)):
+            break
+    else:
+        raise ValueError(f"a {frames_per_video}-frame video cannot hold {k} references {NEAR_MIN_DISTANCE} s apart")
+    rng.shuffle(refs)
+    neighbours = [f + 1 if f == 0 or (f + 1 < frames_per_video and rng.random() < 0.5) else f - 1 for f in refs]
+    others = [f for f in range(frames_per_video) if all(abs(f - r) >= NEAR_MIN_DISTANCE for r in refs)]
+    if len(others) < n_distract:
+        raise ValueError(f"near stage: only {len(others)} frames of {frames_per_video} can be distractors for K={k}")
+    candidates = [(video, f) for f in neighbours + rng.sample(others, n_distract)]
+    rng.shuffle(candidates)
+    answer = [candidates.index((video, f)) + 1 for f in neighbours]
+    prompt = render_prompt(k, len(candidates), near=True)
+    return MatchSample(prompt, [(video, f) for f in refs] + candidates, answer, k, len(candidates))
 
 
 class FrameBank:
@@ -186,18 +219,18 @@ def evaluate(policy: Policy, bank: FrameBank, samples: list[MatchSample]) -> dic
 def held_out_sets(bank: FrameBank, config: AlignConfig) -> dict[str, list[MatchSample]]:
     """One held-out set per curriculum stage, on unseen videos, named ``K{k}-l{l}-{other|same}``."""
     sets = {}
-    for k, n_distract, same, _ in config.stages():
+    for k, n_distract, where, _ in config.stages():
         rng = random.Random(config.seed + 1)
-        name = stage_name(k, n_distract, same)
+        name = stage_name(k, n_distract, where)
         sets[name] = [
-            make_sample(rng, bank.videos, bank.frames_per_video, k, n_distract, same)
+            make_sample(rng, bank.videos, bank.frames_per_video, k, n_distract, where)
             for _ in range(config.held_out_samples)
         ]
     return sets
 
 
-def stage_name(k: int, n_distract: int, same: bool) -> str:
-    return f"K{k}-l{n_distract}-{'same' if same else 'other'}"
+def stage_name(k: int, n_distract: int, where: str) -> str:
+    return f"K{k}-l{n_distract}-{where}"
 
 
 def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
@@ -215,6 +248,8 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
         p.requires_grad_(True)
     torch.manual_seed(config.seed)
     loras = add_lora(model, config.lora_rank)
+    if config.init is not None:
+        load_trainable(config.init, merger, loras)
     lora_params = [p for m in loras.values() for p in (m.A, m.B)]
     opt = torch.optim.AdamW(
         [
@@ -236,12 +271,12 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
     seen = 0
     losses: list[float] = []
     model.train()
-    for k, n_distract, same, count in config.stages():
-        name = stage_name(k, n_distract, same)
+    for k, n_distract, where, count in config.stages():
+        name = stage_name(k, n_distract, where)
         for _ in range(0, count, config.batch):
             opt.zero_grad(set_to_none=True)
             for _ in range(config.batch):
-                s = make_sample(rng, train_bank.videos, train_bank.frames_per_video, k, n_distract, same)
+                s = make_sample(rng, train_bank.videos, train_bank.frames_per_video, k, n_distract, where)
                 loss = supervised_loss(policy, train_bank.encode(policy, s), answer_ids(policy, s)) / config.batch
                 loss.backward()
                 losses.append(loss.item() * config.batch)
@@ -278,6 +313,21 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_curve(curve, out.with_suffix(".png"))
     return summary
+
+
+def load_trainable(path: Path, merger: torch.nn.Module, loras: dict[str, LoRA]) -> None:
+    """Earlier alignment weights (``align.safetensors`` layout) into the merger and LoRA wrappers."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    merger.load_state_dict({k.removeprefix("merger."): v.float() for k, v in state.items() if k.startswith("merger.")})
+    with torch.no_grad():
+        for name, m in loras.items():
+            a, b = state.get(f"lora.{name}.A"), state.get(f"lora.{name}.B")
+            if a is None or b is None or a.shape != m.A.shape:
+                raise ValueError(f"{path}: no LoRA pair of shape {tuple(m.A.shape)} for {name} (another lora_rank?)")
+            m.A.copy_(a.float())
+            m.B.copy_(b.float())
 
 
 def plot_curve(curve: list[dict], path: Path) -> None:
