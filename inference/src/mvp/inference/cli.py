@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mvp.common.logging import configure_logging
-    from mvp.common.procs import responsive_threads
+    from mvp.common.procs import responsive_server
     from mvp.common.storage import Storage
     from mvp.inference.server import App, create_app
     from mvp.model.resolve import resolve_model
@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
             "backend": backend,
         },
     )
-    responsive_threads()
+    responsive_server()
     try:
         server.run()
     finally:

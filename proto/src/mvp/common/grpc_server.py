@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from mvp.common.auth import BearerTokenInterceptor
 from mvp.common.interceptors import RequestGateInterceptor
 from mvp.common.metrics import MetricsInterceptor, start_metrics_server
-from mvp.common.procs import release_free_memory, responsive_threads
+from mvp.common.procs import release_free_memory, responsive_server
 from mvp.common.settings import GrpcServerSettings
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ async def serve(
 ) -> None:
     """Starts ``server`` and runs until SIGTERM or SIGINT, then drains and returns."""
     loop = asyncio.get_running_loop()
-    responsive_threads()
+    responsive_server()
     # asyncio.to_thread (and loop.run_in_executor(None, ...)) run on this bounded pool
     loop.set_default_executor(
         ThreadPoolExecutor(max_workers=server.settings.worker_threads, thread_name_prefix="mvp-worker")

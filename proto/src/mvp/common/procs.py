@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import socket
 import sys
 
@@ -14,10 +15,15 @@ import sys
 SERVER_SWITCH_INTERVAL_S = 0.0005
 
 
-def responsive_threads() -> None:
-    """Called by every server process before it serves: short interpreter-lock slices, so the event
-    loop answering health checks is never starved by threads doing the work."""
+def responsive_server() -> None:
+    """Called by every server process once it is loaded, before it serves: short interpreter-lock
+    slices, so the event loop answering health checks is never starved by threads doing the work;
+    and everything allocated at start-up (a model, its tokenizer, imported modules) moved out of the
+    garbage collector's reach (``gc.freeze``), so a full collection during traffic does not walk
+    millions of long-lived objects while the loop waits."""
     sys.setswitchinterval(SERVER_SWITCH_INTERVAL_S)
+    gc.collect()
+    gc.freeze()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
