@@ -22,6 +22,17 @@ def test_group_advantages_are_normalised_per_group() -> None:
     assert adv[0, 0] > adv[0, 2] > adv[0, 1]
 
 
+def test_dr_grpo_advantages_are_centred_but_keep_the_reward_scale() -> None:
+    rewards = torch.tensor([[0.26, 0.25, 0.25, 0.25], [1.0, 0.0, 1.0, 0.0]])
+    norm, dr = group_advantages(rewards), group_advantages(rewards, estimator="dr_grpo")
+    assert torch.allclose(dr.mean(dim=1), torch.zeros(2), atol=1e-6)
+    # a 0.01 difference is a full unit of advantage under group_norm, 0.0075 under dr_grpo
+    assert norm[0, 0] > 1.5 and abs(float(dr[0, 0]) - 0.0075) < 1e-6
+    assert torch.allclose(dr[1], torch.tensor([0.5, -0.5, 0.5, -0.5]))
+    with pytest.raises(ValueError, match="unknown advantage estimator"):
+        group_advantages(rewards, estimator="gae")
+
+
 @settings(max_examples=100)
 @given(st.lists(st.floats(-5, 5), min_size=1, max_size=16), st.lists(st.floats(-5, 5), min_size=1, max_size=16))
 def test_k3_kl_is_non_negative_and_zero_at_equality(a: list[float], b: list[float]) -> None:

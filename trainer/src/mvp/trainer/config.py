@@ -5,6 +5,8 @@ train_ppo_ray flag it sets."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -20,6 +22,12 @@ class GrpoConfig(BaseModel):
     max_new_tokens: int = Field(
         16, ge=4, description="Generation budget per completion (an MVP answer is ~13 tokens; raise it for <think>)."
     )
+    advantage_estimator: Literal["group_norm", "dr_grpo"] = Field(
+        "group_norm",
+        description="group_norm (GRPO): (r - group mean) / group std; dr_grpo (Dr. GRPO): r - group mean, not "
+        "divided by the std, so near-identical rewards in a group give near-zero advantages instead of unit ones "
+        "(raise lr accordingly: the advantages are about 1/std times smaller).",
+    )
 
 
 OPENRLHF_FLAGS = {
@@ -28,4 +36,5 @@ OPENRLHF_FLAGS = {
     "eps_clip": "--actor.eps_clip",
     "temperature": "--rollout.temperature",
     "max_new_tokens": "--rollout.max_new_tokens",
+    "advantage_estimator": "--algo.advantage.estimator",
 }

@@ -15,12 +15,16 @@ from dataclasses import dataclass
 import torch
 
 
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, estimator: str = "group_norm") -> torch.Tensor:
     """rewards (groups, G) -> advantages (groups, G). A group whose rewards are all equal has no
-    signal and gets zero advantage."""
-    mean = rewards.mean(dim=1, keepdim=True)
-    std = rewards.std(dim=1, keepdim=True, unbiased=False)
-    return (rewards - mean) / (std + eps)
+    signal and gets zero advantage. ``group_norm`` divides by the group's std (GRPO); ``dr_grpo``
+    does not (Dr. GRPO), so a group whose rewards barely differ barely moves the policy."""
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if estimator == "dr_grpo":
+        return centred
+    if estimator != "group_norm":
+        raise ValueError(f"unknown advantage estimator {estimator!r} (group_norm, dr_grpo)")
+    return centred / (rewards.std(dim=1, keepdim=True, unbiased=False) + eps)
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

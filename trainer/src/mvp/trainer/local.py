@@ -169,7 +169,7 @@ class LocalTrainer:
         results = self.score(texts, labels)
         t_reward = time.perf_counter() - t1
         rewards = torch.tensor([r.reward for r in results], dtype=torch.float32).view(len(groups), -1)
-        advantages = group_advantages(rewards)
+        advantages = group_advantages(rewards, estimator=cfg.advantage_estimator)
 
         t2 = time.perf_counter()
         model.train()

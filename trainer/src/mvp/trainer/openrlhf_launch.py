@@ -133,7 +133,6 @@ def build_args(recipe: Recipe, prompt_dataset: str, eval_dataset: str | None = N
         "--vllm.num_engines": v.num_engines,
         "--vllm.tensor_parallel_size": v.tensor_parallel_size,
         "--vllm.gpu_memory_utilization": v.gpu_memory_utilization,
-        "--algo.advantage.estimator": "group_norm",
         "--algo.kl.estimator": "k3",
         "--actor.loss_agg_mode": "token-mean",
         "--rollout.batch_size": b.rollout_batch_size,
