@@ -37,6 +37,7 @@ def test_main_job_small(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MVP_S3_ENDPOINT"}
     out = tmp_path / "run"
     args = [*MVP, "run", "--model", "tiny", "--videos", "4", "--video-seconds", "12", "--steps", "2", "--out", str(out)]
+    args += ["--transfer-clips", "2"]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== [4] synthesis" in proc.stderr
@@ -44,7 +45,8 @@ def test_main_job_small(tmp_path: Path) -> None:
     assert "\r" not in proc.stderr, "progress bars drew carriage returns into a log (not a TTY)"
     assert len(proc.stderr) < 30_000, len(proc.stderr)
     report = (out / "report" / "report.md").read_text()
-    for stage in ("synthesis", "baseline eval", "training", "final eval", "serve and query", "report"):
+    stages = ("synthesis", "baseline eval", "training", "final eval", "transfer probe", "serve and query", "report")
+    for stage in stages:
         assert f"| {stage} | ok |" in report, stage
     assert "| before |" in report and "| after |" in report
     assert "## Served model" in report
@@ -54,7 +56,10 @@ def test_main_job_small(tmp_path: Path) -> None:
     assert (out / "report" / "index.html").read_text().count("<img") >= 1
     facts = json.loads((out / "report" / "report.json").read_text())
     assert {"before", "after"} <= set(facts["evals"]) and 0 < facts["chance_exact"] < 1
-    assert [s["status"] for s in facts["stages"]] == ["ok"] * 9  # the report's own row included
+    assert [s["status"] for s in facts["stages"]] == ["ok"] * 10  # the report's own row included
+    # the transfer probe: 2 procedural clips + 1 per FFmpeg test source, each forward and reversed
+    assert facts["transfer"]["after"]["samples"] == 12 and 0 <= facts["transfer"]["after"]["accuracy"] <= 1
+    assert "## Transfer probe (never trained on)" in report
     # the store writes through: corpus, samples and checkpoints are on disk
     store = out / "store" / "mvp"
     assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3

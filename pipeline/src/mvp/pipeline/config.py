@@ -40,6 +40,12 @@ class RunConfig(BaseSettings):
     reward_addr: str | None = Field(None, description="Use this reward-service instead of starting one.")
     keep_serving: bool = Field(False, description="Leave the inference server running at the end.")
     eval_limit: int = Field(24, ge=1, description="Held-out samples evaluated before and after training.")
+    transfer_clips: int = Field(
+        8,
+        ge=0,
+        description="Unseen procedural clips of the transfer probe (plus one clip per FFmpeg test source), "
+        "run before and after training; 0 skips it.",
+    )
     train: LocalTrainConfig = Field(
         default_factory=lambda: LocalTrainConfig(prompts_per_step=2, n_samples_per_prompt=4, checkpoint_every=4),
         description="Local GRPO recipe (steps is overridden by --steps); small groups keep the default run short.",

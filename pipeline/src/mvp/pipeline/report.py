@@ -39,6 +39,7 @@ def machine_readable(state: RunState) -> dict:
         "splits": state.splits,
         "chance_exact": chance_exact(k, pool),
         "evals": state.evals,
+        "transfer": state.transfer,
         "served": state.served,
         "training": state.training,
         "artifacts": state.artifacts,
@@ -92,6 +93,21 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
             md.append(f"| {name} | " + " | ".join(_num(result.get(k)) for k in keys) + " |")
     else:
         md += ["No held-out evaluation ran (see stages)."]
+    if state.transfer:
+        md += [
+            "",
+            "## Transfer probe (never trained on)",
+            "",
+            '"Are these 4 frames in playback order or reversed?" on unseen procedural clips and clips of '
+            "FFmpeg's test sources, each forward and reversed (chance 0.5). Choice = the likelier of the two "
+            "answers; greedy = the free answer, parsed.",
+            "",
+        ]
+        keys = ("accuracy", "procedural_choice_accuracy", "ffmpeg_choice_accuracy", "chose_forward")
+        keys += ("greedy_accuracy", "well_formed", "samples")
+        md += ["| checkpoint | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for name, result in state.transfer.items():
+            md.append(f"| {name} | " + " | ".join(_num(result.get(k)) for k in keys) + " |")
     curves = state.artifacts.get("curves")
     if curves and Path(curves).exists():
         (folder / "curves.png").write_bytes(Path(curves).read_bytes())

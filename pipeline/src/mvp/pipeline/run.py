@@ -92,6 +92,8 @@ class Pipeline:
             self.stage("baseline eval", lambda: evaluation.before(self), missing=no_heldout)
             self.stage("training", lambda: training.run(self))
             self.stage("final eval", lambda: evaluation.after(self), missing=no_heldout)
+            no_transfer = "transfer_clips is 0" if self.config.transfer_clips == 0 else None
+            self.stage("transfer probe", lambda: evaluation.transfer(self), missing=no_transfer)
             self.stage("serve and query", lambda: serving.run(self))
             self.stage("report", self.report)
         except StageError as exc:
