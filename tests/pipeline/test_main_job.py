@@ -38,6 +38,9 @@ def test_main_job_small(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [*MVP, "run", "--model", "tiny", "--videos", "4", "--video-seconds", "12", "--steps", "2", "--out", str(out)]
     args += ["--transfer-clips", "2"]
+    # one extra training set from the same training videos: K=1 among 2 candidates
+    (tmp_path / "run.json").write_text(json.dumps({"extra_train": [{"num_masked": 1, "num_distractors": 1}]}))
+    args += ["--config", str(tmp_path / "run.json")]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== [4] synthesis" in proc.stderr
@@ -57,6 +60,11 @@ def test_main_job_small(tmp_path: Path) -> None:
     facts = json.loads((out / "report" / "report.json").read_text())
     assert {"before", "after"} <= set(facts["evals"]) and 0 < facts["chance_exact"] < 1
     assert [s["status"] for s in facts["stages"]] == ["ok"] * 10  # the report's own row included
+    # GRPO drew from both training sets; held-out samples follow synth alone
+    splits = facts["splits"]
+    assert splits["train-1"]["task"] == "N=6, K=1, l=1" and splits["train-1"]["samples"] > 0
+    assert facts["training"]["train_samples"] == splits["train"]["samples"] + splits["train-1"]["samples"]
+    assert "| train-1 (N=6, K=1, l=1) |" in report
     # the transfer probe: 2 procedural clips + 1 per FFmpeg test source, each forward and reversed
     assert facts["transfer"]["after"]["samples"] == 12 and 0 <= facts["transfer"]["after"]["accuracy"] <= 1
     assert "## Transfer probe (never trained on)" in report
@@ -64,6 +72,7 @@ def test_main_job_small(tmp_path: Path) -> None:
     store = out / "store" / "mvp"
     assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3
     assert list(store.glob("samples/*/heldout/openrlhf.jsonl"))
+    assert len(list(store.glob("samples/*/train/samples.jsonl"))) == 2  # synth's and extra_train's
     assert list(store.glob("checkpoints/*/step-000002/model.safetensors"))
     assert children_of_run(out) == set(), "a child process survived mvp run"
 

@@ -16,7 +16,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     from mvp.common.settings import add_settings_flags
     from mvp.pipeline.config import RunConfig
 
-    add_settings_flags(parser, RunConfig, skip={"train", "synth"})
+    add_settings_flags(parser, RunConfig, skip={"train", "synth", "extra_train"})
     parser.add_argument("--config", type=Path, default=None, help="JSON or YAML file with RunConfig fields")
     parser.set_defaults(func=_run)
 

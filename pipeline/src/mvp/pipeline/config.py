@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.common.synth_config import SynthConfig
@@ -15,7 +16,7 @@ from mvp.trainer.local import LocalTrainConfig
 class RunConfig(BaseSettings):
     """Everything `mvp run` does, with defaults sized for ~10 minutes on a 2-core CPU. Its flags are
     generated from these fields (``--video-seconds`` sets ``video_seconds``, env
-    ``MVP_RUN_VIDEO_SECONDS``); ``train`` and ``synth`` are set in a ``--config`` file."""
+    ``MVP_RUN_VIDEO_SECONDS``); ``train``, ``synth`` and ``extra_train`` are set in a ``--config`` file."""
 
     model_config = SettingsConfigDict(env_prefix="MVP_RUN_", extra="forbid")
 
@@ -54,6 +55,25 @@ class RunConfig(BaseSettings):
         default_factory=lambda: SynthConfig(num_frames=6, num_masked=2, num_distractors=2, samples_per_video=4),
         description="Sample synthesis config (small N, K, l keep a tiny model's context short on CPU).",
     )
+    extra_train: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="More training sample sets from the same training videos, each given as SynthConfig fields "
+        'that replace synth\'s (e.g. [{"num_masked": 1}] adds easier K=1 samples); GRPO draws its prompts from '
+        "all training sets together. Held-out samples always follow synth.",
+    )
+
+    @model_validator(mode="after")
+    def _extra_train_configs(self) -> RunConfig:
+        for i in range(len(self.extra_train)):
+            try:
+                self.extra_synth(i)
+            except ValueError as exc:
+                raise ValueError(f"extra_train[{i}] is not a valid synth config: {exc}") from None
+        return self
+
+    def extra_synth(self, i: int) -> SynthConfig:
+        """``synth`` with ``extra_train[i]``'s fields replaced (validated)."""
+        return SynthConfig.model_validate({**self.synth.model_dump(), **self.extra_train[i]})
 
 
 def run_id(config: RunConfig) -> str:

@@ -74,11 +74,12 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
         samples = _samples(storage, info["output"])
         sims = [s.get("difficulty", {}).get("mean_similarity", 0.0) for s in samples]
         dists = [s.get("difficulty", {}).get("mean_distance_s", 0.0) for s in samples]
+        name = f"{split} ({info['task']})" if "extra" in info else split
         md.append(
-            f"| {split} | {info.get('ok', 0)} | {info.get('skipped', 0)} | {info.get('failed', 0)} | {len(samples)} | "
+            f"| {name} | {info.get('ok', 0)} | {info.get('skipped', 0)} | {info.get('failed', 0)} | {len(samples)} | "
             f"{mean(sims):.3f} | {mean(dists):.2f} |"
             if samples
-            else f"| {split} | 0 | | | 0 | | |"
+            else f"| {name} | 0 | | | 0 | | |"
         )
         if split == "heldout" or len(state.splits) == 1:
             for sample in samples[:sheets]:

@@ -23,7 +23,7 @@ from mvp.trainer.local import LocalTrainConfig, LocalTrainer
 def train_local(
     *,
     model: str,
-    train_samples: str,
+    train_samples: str | list[str],
     eval_samples: str | None,
     output: str,
     logdir: Path,
@@ -38,7 +38,9 @@ def train_local(
     storage = Storage(store)
     work = Path(tempfile.mkdtemp(prefix="mvp-train-"))
     policy = Policy(resolve_model(model, storage, work))
-    train = load_examples(storage, train_samples)
+    # several sample sets (e.g. a curriculum's easier K): prompts are drawn from all of them
+    uris = [train_samples] if isinstance(train_samples, str) else train_samples
+    train = [example for uri in uris for example in load_examples(storage, uri)]
     held = load_examples(storage, eval_samples, limit=eval_limit) if eval_samples else []
     client = RewardClient(reward_addr)
     client.wait_healthy(timeout_s=60)

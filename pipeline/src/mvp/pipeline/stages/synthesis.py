@@ -1,4 +1,5 @@
-"""Synthesis: one corpus job per split on synth-service, through its client, with progress."""
+"""Synthesis: one corpus job per split on synth-service, through its client, with progress (plus
+one per ``extra_train`` config on the training videos: splits ``train-1``, ``train-2``, ...)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ def run(job: Pipeline) -> str:
     from mvp.pipeline.supervisor import StageError
     from mvp.v1 import synthesis_pb2
 
-    config = job.config.synth.model_copy(update={"seed": job.config.seed})
-    digest = config.digest()
+    # extra_train: more training sets from the training videos, each with its own synth config
+    if "train" in job.state.splits:
+        for i in range(len(job.config.extra_train)):
+            job.state.splits[f"train-{i + 1}"] = {"input": job.state.splits["train"]["input"], "extra": i}
     parts = []
     with SynthClient(job.state.synth_addr) as client:
         for split, info in job.state.splits.items():
-            output = f"s3://{job.config.bucket}/samples/{digest}/{split}"
+            base = job.config.extra_synth(info["extra"]) if "extra" in info else job.config.synth
+            config = base.model_copy(update={"seed": job.config.seed})
+            output = f"s3://{job.config.bucket}/samples/{config.digest()}/{split.split('-')[0]}"
             bar = progress(desc=f"   synth {split}", unit="video")
             final = client.run_job(
                 info["input"], output, config.to_proto(), on_update=partial(_job_update, job, bar), timeout=1800
@@ -38,7 +43,8 @@ def run(job: Pipeline) -> str:
                 skipped=final.videos_skipped,
                 failed=final.videos_failed,
             )
-            parts.append(f"{split}: {final.samples_written} samples from {final.videos_ok} videos")
+            info["task"] = f"N={config.num_frames}, K={config.num_masked}, l={config.num_distractors}"
+            parts.append(f"{split}: {final.samples_written} samples from {final.videos_ok} videos ({info['task']})")
     return "; ".join(parts)
 
 

@@ -16,7 +16,7 @@ def run(job: Pipeline) -> str:
     output = f"s3://{job.config.bucket}/checkpoints/{run_id(job.config)}"
     summary = train_local(
         model=job.config.model,
-        train_samples=job.samples_uri("train"),
+        train_samples=[job.samples_uri(s) for s in job.state.splits if s == "train" or s.startswith("train-")],
         eval_samples=None,
         output=output,
         logdir=job.out / "train",
