@@ -3,27 +3,21 @@ read from the prompt as synth-service renders it."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-from pathlib import Path
 
 import pytest
 import torch
 
 from mvp.common.sample import render_prompt
+from tests.benchmarks.scripts import load_benchmark
 
 pytestmark = pytest.mark.unit
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "feature_bound.py"
 
 
 @pytest.fixture(scope="module")
 def bound():
-    spec = importlib.util.spec_from_file_location("feature_bound", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("feature_bound")
 
 
 def at(t: float) -> torch.Tensor:

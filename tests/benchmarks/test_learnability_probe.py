@@ -3,25 +3,20 @@ algorithm, and control rows whose answers point at exact copies of the frames to
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.unit
+from tests.benchmarks.scripts import load_benchmark
 
-PROBE = Path(__file__).resolve().parents[2] / "benchmarks" / "learnability_probe.py"
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("learnability_probe", PROBE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("learnability_probe")
 
 
 @pytest.fixture(scope="module")
