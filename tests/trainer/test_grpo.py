@@ -33,6 +33,19 @@ def test_dr_grpo_advantages_are_centred_but_keep_the_reward_scale() -> None:
         group_advantages(rewards, estimator="gae")
 
 
+def test_entropy_bonus_pushes_towards_a_flatter_policy() -> None:
+    logits = torch.tensor([[4.0, 0.0, 0.0]], requires_grad=True)  # one token, three choices, peaked
+    logp_all = torch.log_softmax(logits, -1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1, keepdim=True)
+    logp = logp_all[:, :1]
+    mask = torch.ones(1, 1)
+    zero = torch.zeros(1)
+    out = grpo_loss(logp, logp.detach(), None, zero, mask, entropy=entropy, entropy_coef=0.1)
+    out.loss.backward()
+    assert logits.grad[0, 0] > 0 > logits.grad[0, 1]  # descent lowers the top logit, raises the others
+    assert grpo_loss(logp, logp.detach(), None, zero, mask, entropy=entropy).loss.item() == 0.0
+
+
 @settings(max_examples=100)
 @given(st.lists(st.floats(-5, 5), min_size=1, max_size=16), st.lists(st.floats(-5, 5), min_size=1, max_size=16))
 def test_k3_kl_is_non_negative_and_zero_at_equality(a: list[float], b: list[float]) -> None:

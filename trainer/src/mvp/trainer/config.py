@@ -22,6 +22,12 @@ class GrpoConfig(BaseModel):
     max_new_tokens: int = Field(
         16, ge=4, description="Generation budget per completion (an MVP answer is ~13 tokens; raise it for <think>)."
     )
+    entropy_coef: float = Field(
+        0.0,
+        ge=0,
+        description="Entropy bonus per completion token (loss -= coef * entropy), against the policy collapsing "
+        "onto one answer per prompt; when > 0 every group trains, also those whose rewards are all equal.",
+    )
     advantage_estimator: Literal["group_norm", "dr_grpo"] = Field(
         "group_norm",
         description="group_norm (GRPO): (r - group mean) / group std; dr_grpo (Dr. GRPO): r - group mean, not "
@@ -37,4 +43,5 @@ OPENRLHF_FLAGS = {
     "temperature": "--rollout.temperature",
     "max_new_tokens": "--rollout.max_new_tokens",
     "advantage_estimator": "--algo.advantage.estimator",
+    "entropy_coef": "--actor.entropy_coef",
 }

@@ -5,6 +5,7 @@
 - policy loss: PPO's clipped surrogate on the per-token ratio exp(logp - logp_old);
 - KL to the frozen reference: the k3 estimator exp(ref - logp) - (ref - logp) - 1 (non-negative,
   unbiased), added to the loss with coefficient beta;
+- entropy bonus (optional, OpenRLHF's ``entropy_coef``): minus coef x the token's entropy;
 - aggregation: token-mean over every completion token of the batch, as OpenRLHF's default.
 """
 
@@ -48,8 +49,11 @@ def grpo_loss(
     mask: torch.Tensor,
     eps_clip: float = 0.2,
     init_kl_coef: float = 0.0,
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
 ) -> LossOutput:
-    """All tensors are (N, T) per token except advantages, (N,) per sequence."""
+    """All tensors are (N, T) per token except advantages, (N,) per sequence. ``entropy`` (per
+    token, differentiable) with ``entropy_coef`` > 0 adds an entropy bonus."""
     adv = advantages.unsqueeze(1)
     ratio = torch.exp((logp - old_logp).clamp(-20, 20))
     surr1 = ratio * adv
@@ -57,6 +61,8 @@ def grpo_loss(
     per_token = -torch.min(surr1, surr2)
     kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
     per_token = per_token + init_kl_coef * kl
+    if entropy is not None and entropy_coef > 0:
+        per_token = per_token - entropy_coef * entropy
     denom = mask.sum().clamp(min=1)
     loss = (per_token * mask).sum() / denom
     with torch.no_grad():

@@ -175,9 +175,12 @@ class LocalTrainer:
         model.train()
         stats = {"policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
         active = [i for i in range(len(groups)) if advantages[i].abs().sum() > 0]
+        # With an entropy bonus every group trains: a collapsed group (all answers alike) is exactly
+        # the one the bonus is for. Otherwise groups without signal are skipped.
+        trained = list(range(len(groups))) if cfg.entropy_coef > 0 else active
         for _ in range(cfg.ppo_epochs):
             self.optimizer.zero_grad()
-            for i in active:
+            for i in trained:
                 _, enc, completions, _ = groups[i]
                 mask = self.policy.completion_mask(completions)
                 logp, entropy = self.policy.token_logprobs(enc, completions)
@@ -186,13 +189,15 @@ class LocalTrainer:
                 if self.ref is not None and cfg.init_kl_coef > 0:
                     with torch.no_grad():
                         ref_logp, _ = self.policy.token_logprobs(enc, completions, model=self.ref)
-                out = grpo_loss(logp, old, ref_logp, advantages[i], mask, cfg.eps_clip, cfg.init_kl_coef)
-                (out.loss / len(active)).backward()
-                stats["policy_loss"] += out.policy_loss / len(active)
-                stats["kl"] += out.kl / len(active)
-                stats["clip_fraction"] += out.clip_fraction / len(active)
-                stats["entropy"] += float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)) / len(active)
-            if active:
+                out = grpo_loss(
+                    logp, old, ref_logp, advantages[i], mask, cfg.eps_clip, cfg.init_kl_coef, entropy, cfg.entropy_coef
+                )
+                (out.loss / len(trained)).backward()
+                stats["policy_loss"] += out.policy_loss / len(trained)
+                stats["kl"] += out.kl / len(trained)
+                stats["clip_fraction"] += out.clip_fraction / len(trained)
+                stats["entropy"] += float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)) / len(trained)
+            if trained:
                 torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
                 self.optimizer.step()
         t_update = time.perf_counter() - t2
