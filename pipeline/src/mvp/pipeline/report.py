@@ -88,10 +88,9 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
                 sheet_files.append(name)
     md += ["", "## Held-out metrics", ""]
     if state.evals:
-        keys = ("mean_reward", "exact", "selection", "ordering", "format", "chance_exact", "samples")
-        md += ["| checkpoint | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        for name, result in state.evals.items():
-            md.append(f"| {name} | " + " | ".join(_num(result.get(k)) for k in keys) + " |")
+        md += _checkpoint_table(
+            state.evals, ("mean_reward", "exact", "selection", "ordering", "format", "chance_exact", "samples")
+        )
     else:
         md += ["No held-out evaluation ran (see stages)."]
     if state.transfer:
@@ -105,10 +104,7 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
             "",
         ]
         keys = ("accuracy", "procedural_choice_accuracy", "ffmpeg_choice_accuracy", "chose_forward")
-        keys += ("greedy_accuracy", "well_formed", "samples")
-        md += ["| checkpoint | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        for name, result in state.transfer.items():
-            md.append(f"| {name} | " + " | ".join(_num(result.get(k)) for k in keys) + " |")
+        md += _checkpoint_table(state.transfer, (*keys, "greedy_accuracy", "well_formed", "samples"))
     curves = state.artifacts.get("curves")
     if curves and Path(curves).exists():
         (folder / "curves.png").write_bytes(Path(curves).read_bytes())
@@ -177,6 +173,12 @@ def _html(md_lines: list[str]) -> str:
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _checkpoint_table(results: dict[str, dict], keys: tuple[str, ...]) -> list[str]:
+    """A markdown table: one row per checkpoint (before, after), one column per key."""
+    rows = ["| checkpoint | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    return rows + [f"| {name} | " + " | ".join(_num(r.get(k)) for k in keys) + " |" for name, r in results.items()]
 
 
 def _num(value: object) -> str:

@@ -70,8 +70,7 @@ class GrpcServer:
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
         if settings.auth_token is not None:
             interceptors.append(BearerTokenInterceptor(settings.auth_token.get_secret_value()))
-        self.gate = RequestGateInterceptor(settings.max_concurrent_rpcs)
-        interceptors.append(self.gate)
+        interceptors.append(RequestGateInterceptor(settings.max_concurrent_rpcs))
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -112,10 +112,6 @@ class RequestGateInterceptor(grpc.aio.ServerInterceptor):
         self._slots = _Slots(max_concurrent)
         self._free = _Slots(None)
 
-    @property
-    def in_flight(self) -> int:
-        return self._slots.in_flight
-
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:

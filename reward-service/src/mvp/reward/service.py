@@ -114,18 +114,16 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         self, request_iterator: AsyncIterator[reward_pb2.ScoreStreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[reward_pb2.ScoreStreamResponse]:
         async for request in request_iterator:
-            t0 = time.perf_counter()
             try:
                 config = self.scorer.config_for(request.config if request.HasField("config") else None)
                 (result,) = await asyncio.to_thread(
-                    _score_items, [(request.item.completion, request.item)], self.scorer.label_of, config
+                    _scored, [(request.item.completion, request.item)], self.scorer.label_of, config, "grpc_stream"
                 )
             except (ValueError, _BadItemError) as exc:
                 metrics.INVALID_LABELS.labels("grpc_stream").inc()
                 error = exc.error if isinstance(exc, _BadItemError) else exc
                 yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, error=str(error))
                 continue
-            metrics.record([result], "grpc_stream", time.perf_counter() - t0)
             yield reward_pb2.ScoreStreamResponse(request_id=request.request_id, result=result_to_proto(result))
 
 
@@ -141,10 +139,12 @@ class _BadItemError(Exception):
         self.index, self.error = index, error
 
 
-def _score_items(items: list, resolve, config: core.RewardConfig) -> list[core.RewardResult]:
-    """Resolves each ``(completion, truth)`` item's label with ``resolve`` and scores it. Called in a
-    worker thread, so neither label parsing nor scoring runs on the event loop (health checks and
-    other calls stay answered); a bad label raises ``_BadItemError`` naming the item."""
+def _scored(items: list, resolve, config: core.RewardConfig, transport: str) -> list[core.RewardResult]:
+    """Resolves each ``(completion, truth)`` item's label with ``resolve``, scores it and records the
+    batch's metrics under ``transport``. Called in a worker thread, so neither label parsing nor
+    scoring runs on the event loop (health checks and other calls stay answered); a bad label raises
+    ``_BadItemError`` naming the item."""
+    t0 = time.perf_counter()
     results = []
     for i, (completion, truth) in enumerate(items):
         try:
@@ -152,24 +152,20 @@ def _score_items(items: list, resolve, config: core.RewardConfig) -> list[core.R
         except core.InvalidLabelError as exc:
             raise _BadItemError(i, exc) from None
         results.append(core.score(completion, label, config))
+    metrics.record(results, transport, time.perf_counter() - t0)
     return results
 
 
 def _score_request(items, resolve, config: core.RewardConfig) -> reward_pb2.ScoreResponse:
-    """A gRPC Score call's work, all of it in a worker thread: labels, scores, metrics and the
-    response message (for a batch of thousands, building it costs more than scoring)."""
-    t0 = time.perf_counter()
-    results = _score_items([(item.completion, item) for item in items], resolve, config)
-    metrics.record(results, "grpc", time.perf_counter() - t0)
+    """A gRPC Score call's work, all of it in a worker thread, the response message included (for a
+    batch of thousands, building it costs more than scoring)."""
+    results = _scored([(item.completion, item) for item in items], resolve, config, "grpc")
     return reward_pb2.ScoreResponse(results=[result_to_proto(r) for r in results])
 
 
 def _score_http(items: list, config: core.RewardConfig) -> bytes:
-    """An HTTP /score request's work in a worker thread: labels, scores, metrics, the JSON body."""
-    t0 = time.perf_counter()
-    results = _score_items(items, _label_of_http, config)
-    metrics.record(results, "http", time.perf_counter() - t0)
-    return json.dumps(to_openrlhf(results)).encode()
+    """An HTTP /score request's work in a worker thread, the JSON body included."""
+    return json.dumps(to_openrlhf(_scored(items, _label_of_http, config, "http"))).encode()
 
 
 def _label_of_http(truth: str | dict) -> core.Label:
