@@ -24,8 +24,9 @@ from PIL import Image
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
 from mvp.common.synth_config import SynthConfig
-from mvp.model.align import HELD_OUT_VIDEOS_FROM, make_sample
+from mvp.model.align import HELD_OUT_VIDEOS_FROM
 from mvp.model.frames import video_frames
+from mvp.model.tasks import make_sample
 from mvp.synth.corpus import run_corpus
 from tests.media import good_videos
 from tests.procs import MVP, REPO, Proc, start_serve

@@ -86,7 +86,7 @@ def test_curriculum_parses_and_rejects_malformed_stages():
     from mvp.model.align import AlignConfig
 
     assert AlignConfig(curriculum="1:2:other:700,3:3:same:400").stages() == [(1, 2, "other", 700), (3, 3, "same", 400)]
-    for bad in ("1:2:other", "1:2:closest:10", "0:2:same:10", "1:2:same:0", "a:2:same:10"):
+    for bad in ("1:2:other", "1:2:closest:10", "0:2:same:10", "1:2:same:0", "a:2:same:10", "where:0"):
         with pytest.raises(ValueError, match="curriculum stage"):
             AlignConfig(curriculum=bad).stages()
 
@@ -94,7 +94,7 @@ def test_curriculum_parses_and_rejects_malformed_stages():
 def test_near_stage_asks_for_the_neighbouring_frame_never_an_exact_copy():
     import random
 
-    from mvp.model.align import NEAR_MIN_DISTANCE, make_sample
+    from mvp.model.tasks import NEAR_MIN_DISTANCE, make_sample
 
     rng = random.Random(3)
     for k in (1, 2, 3):

@@ -1,11 +1,11 @@
 """Alignment of mvp-smol: teach the language model to read the distilled visual tokens, without
 MVP answers and without gap questions.
 
-The task is frame matching: K reference frames of a video, shown in a random order, and a shuffled
-pool of candidates holding exact copies of them among l other frames (of other videos early in the
-curriculum, of the same video later). The answer names, for each reference in turn, the candidate
-that is its copy, in the project's answer format, so the format of K indices exists before GRPO
-without ever being an MVP answer. It is supervised (cross-entropy on the answer tokens only).
+The tasks (``mvp.model.tasks``) are frame matching (K reference frames, find each one's copy or
+its one-second neighbour among shuffled candidates) and scene facts the generator labels (where a
+named object is, which way it moved). Answers use the project's answer format, so the format of K
+indices exists before GRPO without ever being an MVP answer. It is supervised (cross-entropy on the
+answer tokens only), stage by stage along a curriculum.
 
 Trained: the vision merger (the projector into the language model) and rank-r LoRA deltas on
 the language model's q/v projections. Saved as ``weights/align.safetensors`` (merger + LoRA A/B,
@@ -14,12 +14,10 @@ fp16) and merged into the Hugging Face folder by ``smol.assemble``.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +27,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.common.sample import format_answer, parse_answer, prompt_messages
 from mvp.model import smol
-from mvp.model.frames import pixel_rows, video_frames
+from mvp.model.frames import pixel_rows, video_frames, video_objects
 from mvp.model.policy import Encoded, Policy
+from mvp.model.tasks import FACT_KINDS, MATCH_KINDS, AlignSample, make_sample
 
 TRAIN_VIDEOS_FROM = 200_000  # frame-seed ranges: disjoint from distillation and from each other
 HELD_OUT_VIDEOS_FROM = 300_000
-STAGE_KINDS = ("other", "same", "near")
-NEAR_MIN_DISTANCE = 3  # seconds between a 'near' stage's distractors (and other references) and each reference
 
 
 class AlignConfig(BaseSettings):
@@ -48,9 +45,10 @@ class AlignConfig(BaseSettings):
     held_out_samples: int = Field(24, ge=1, description="Held-out samples per curriculum stage.")
     curriculum: str = Field(
         "1:2:other:700,2:3:other:300,2:3:same:400,3:3:same:400",
-        description="Stages K:l:other|same|near:samples, easiest first: K references, l distractors from other "
-        "videos or from the same video, trained for that many samples. 'near' asks for the candidate filmed "
-        "one second before or after each reference (no exact copies; distractors >= 3 s from every reference).",
+        description="Stages, easiest first, each K:l:other|same|near:samples (K references, l distractors from "
+        "other videos or from the same video, trained for that many samples; 'near' asks for the candidate filmed "
+        "one second before or after each reference: no exact copies, distractors >= 3 s from every reference) "
+        "or where|motion:samples (scene facts: where a named object is, which way it moved).",
     )
     init: Path | None = Field(
         None, description="Continue from these alignment weights (merger + LoRA) instead of from the start."
@@ -64,87 +62,30 @@ class AlignConfig(BaseSettings):
     eval_every: int = Field(200, ge=1, description="Training samples between held-out evaluations.")
 
     def stages(self) -> list[tuple[int, int, str, int]]:
+        """(K, l, kind, samples) per stage; a scene-fact stage is (1, 0, kind, samples)."""
         out = []
         for part in self.curriculum.split(","):
+            fields = part.split(":")
             try:
-                k, n_distract, where, n = part.split(":")
-                if where not in STAGE_KINDS:
-                    raise KeyError(where)
-                stage = (int(k), int(n_distract), where, int(n))
-            except (ValueError, KeyError) as exc:
-                raise ValueError(f"curriculum stage {part!r} is not K:l:other|same|near:samples") from exc
+                if len(fields) == 2 and fields[0] in FACT_KINDS:
+                    stage = (1, 0, fields[0], int(fields[1]))
+                elif len(fields) == 4 and fields[2] in MATCH_KINDS:
+                    stage = (int(fields[0]), int(fields[1]), fields[2], int(fields[3]))
+                else:
+                    raise ValueError(part)
+            except ValueError as exc:
+                raise ValueError(
+                    f"curriculum stage {part!r} is neither K:l:other|same|near:samples nor where|motion:samples"
+                ) from exc
             if stage[0] < 1 or stage[1] < 0 or stage[3] < 1:
                 raise ValueError(f"curriculum stage {part!r}: need K >= 1, l >= 0, samples >= 1")
             out.append(stage)
         return out
 
 
-def render_prompt(k: int, num_candidates: int, near: bool = False) -> str:
-    lines = [f"Here are {k} reference frame{'s' if k > 1 else ''} from videos, in no particular order."]
-    lines += [f"Reference {i + 1}: <image>" for i in range(k)]
-    lines.append("Candidates:")
-    lines += [f"Candidate {i + 1}: <image>" for i in range(num_candidates)]
-    refs = "each reference frame" if k > 1 else "the reference frame"
-    placeholders = ", ".join(f"c{j + 1}" for j in range(k))
-    question = "was filmed one second before or after" if near else "is an exact copy of"
-    lines.append(
-        f"Which candidate {question} {refs}? Give the candidate numbers in the order of the "
-        f"references as <answer>{placeholders}</answer>."
-    )
-    return "\n".join(lines)
-
-
-@dataclass
-class MatchSample:
-    prompt: str
-    frames: list[tuple[int, int]]  # (video, frame) per <image>, in order
-    answer: list[int]  # 1-based candidate numbers
-    k: int
-    num_candidates: int
-
-
-def make_sample(
-    rng: random.Random, videos: list[int], frames_per_video: int, k: int, n_distract: int, where: str
-) -> MatchSample:
-    video = rng.choice(videos)
-    if where == "near":
-        return _near_sample(rng, video, frames_per_video, k, n_distract)
-    refs = [(video, f) for f in rng.sample(range(frames_per_video), k)]
-    if where == "same":
-        others = [f for f in range(frames_per_video) if (video, f) not in refs]
-        distractors = [(video, f) for f in rng.sample(others, n_distract)]
-    else:
-        pool = [v for v in videos if v != video]
-        distractors = [(v, rng.randrange(frames_per_video)) for v in rng.sample(pool, n_distract)]
-    candidates = refs + distractors
-    rng.shuffle(candidates)
-    answer = [candidates.index(r) + 1 for r in refs]
-    return MatchSample(render_prompt(k, len(candidates)), refs + candidates, answer, k, len(candidates))
-
-
-def _near_sample(rng: random.Random, video: int, frames_per_video: int, k: int, n_distract: int) -> MatchSample:
-    """K references >= NEAR_MIN_DISTANCE s apart; each one's answer is the frame one second before
-    or after it; distractors are frames of the same video >= NEAR_MIN_DISTANCE s from every reference."""
-    for _ in range(1000):
-        refs = sorted(rng.sample(range(frames_per_video), k))
-        if all(b - a >= NEAR_MIN_DISTANCE for a, b in itertools.pairwise(refs)):
-            break
-    else:
-        raise ValueError(f"a {frames_per_video}-frame video cannot hold {k} references {NEAR_MIN_DISTANCE} s apart")
-    rng.shuffle(refs)
-    neighbours = [f + 1 if f == 0 or (f + 1 < frames_per_video and rng.random() < 0.5) else f - 1 for f in refs]
-    others = [f for f in range(frames_per_video) if all(abs(f - r) >= NEAR_MIN_DISTANCE for r in refs)]
-    if len(others) < n_distract:
-        raise ValueError(f"near stage: only {len(others)} frames of {frames_per_video} can be distractors for K={k}")
-    candidates = [(video, f) for f in neighbours + rng.sample(others, n_distract)]
-    rng.shuffle(candidates)
-    answer = [candidates.index((video, f)) + 1 for f in neighbours]
-    prompt = render_prompt(k, len(candidates), near=True)
-    return MatchSample(prompt, [(video, f) for f in refs] + candidates, answer, k, len(candidates))
-
-
 class FrameBank:
-    """Procedural frames run through the image processor once: (pixel rows, grid) per frame."""
+    """Procedural frames run through the image processor once: (pixel rows, grid) per frame, and
+    the generator's scene objects per frame (the scene-fact labels)."""
 
     def __init__(self, processor, first: int, count: int) -> None:
         self.videos = list(range(first, first + count))
@@ -153,8 +94,12 @@ class FrameBank:
             self.pixels[v], grid = pixel_rows(processor, video_frames(v))
         self.grid = torch.tensor(grid)
         self.frames_per_video = len(self.pixels[self.videos[-1]])
+        self.objects = {v: video_objects(v, self.frames_per_video) for v in self.videos}
 
-    def encode(self, policy: Policy, sample: MatchSample) -> Encoded:
+    def sample(self, rng: random.Random, k: int, n_distract: int, where: str) -> AlignSample:
+        return make_sample(rng, self.videos, self.frames_per_video, k, n_distract, where, self.objects)
+
+    def encode(self, policy: Policy, sample: AlignSample) -> Encoded:
         pixels = torch.cat([self.pixels[v][f] for v, f in sample.frames])
         grid = self.grid.repeat(len(sample.frames), 1)
         return policy.encode_pixels(prompt_messages(sample.prompt), pixels, grid)
@@ -186,13 +131,13 @@ def add_lora(model, rank: int) -> dict[str, LoRA]:
     return wrapped
 
 
-def answer_tokens(policy: Policy, sample: MatchSample) -> int:
+def answer_tokens(policy: Policy, sample: AlignSample) -> int:
     """Tokens of the right answer with its end-of-turn (SmolLM2 spells ``<answer>3, 1, 5</answer>``
     in 13 tokens)."""
     return len(answer_ids(policy, sample))
 
 
-def answer_ids(policy: Policy, sample: MatchSample) -> torch.Tensor:
+def answer_ids(policy: Policy, sample: AlignSample) -> torch.Tensor:
     text = format_answer(sample.answer) + "<|im_end|>"
     return policy.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
 
@@ -203,7 +148,7 @@ def supervised_loss(policy: Policy, enc: Encoded, target: torch.Tensor) -> torch
 
 
 @torch.no_grad()
-def evaluate(policy: Policy, bank: FrameBank, samples: list[MatchSample]) -> dict:
+def evaluate(policy: Policy, bank: FrameBank, samples: list[AlignSample]) -> dict:
     exact = valid = 0
     for s in samples:
         budget = answer_tokens(policy, s) + 4  # room for a longer (wrong) answer, never a truncated right one
@@ -216,21 +161,19 @@ def evaluate(policy: Policy, bank: FrameBank, samples: list[MatchSample]) -> dic
     return {"exact": exact / n, "format": valid / n, "chance_exact": round(chance, 4)}
 
 
-def held_out_sets(bank: FrameBank, config: AlignConfig) -> dict[str, list[MatchSample]]:
-    """One held-out set per curriculum stage, on unseen videos, named ``K{k}-l{l}-{other|same}``."""
+def held_out_sets(bank: FrameBank, config: AlignConfig) -> dict[str, list[AlignSample]]:
+    """One held-out set per curriculum stage, on unseen videos, named as ``stage_name`` does."""
     sets = {}
     for k, n_distract, where, _ in config.stages():
         rng = random.Random(config.seed + 1)
         name = stage_name(k, n_distract, where)
-        sets[name] = [
-            make_sample(rng, bank.videos, bank.frames_per_video, k, n_distract, where)
-            for _ in range(config.held_out_samples)
-        ]
+        sets[name] = [bank.sample(rng, k, n_distract, where) for _ in range(config.held_out_samples)]
     return sets
 
 
 def stage_name(k: int, n_distract: int, where: str) -> str:
-    return f"K{k}-l{n_distract}-{where}"
+    """``K2-l3-same`` for a matching stage, the kind (``where``) for a scene-fact stage."""
+    return where if where in FACT_KINDS else f"K{k}-l{n_distract}-{where}"
 
 
 def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
@@ -276,7 +219,7 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
         for _ in range(0, count, config.batch):
             opt.zero_grad(set_to_none=True)
             for _ in range(config.batch):
-                s = make_sample(rng, train_bank.videos, train_bank.frames_per_video, k, n_distract, where)
+                s = train_bank.sample(rng, k, n_distract, where)
                 loss = supervised_loss(policy, train_bank.encode(policy, s), answer_ids(policy, s)) / config.batch
                 loss.backward()
                 losses.append(loss.item() * config.batch)
@@ -344,7 +287,7 @@ def plot_curve(curve: list[dict], path: Path) -> None:
     for p in curve:
         ax.annotate(p["stage"], (p["samples"], p["exact"]), fontsize=6, rotation=30)
     ax.set_xlabel("training samples")
-    ax.set_title("mvp-smol alignment (frame matching)")
+    ax.set_title("mvp-smol alignment (frame matching, scene facts)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mvp.common.procedural import VideoSpec, render_frames
+from mvp.common.procedural import SceneObject, VideoSpec, render_frames, scene_objects
 
 # `mvp data` / `mvp run` corpora use seeds from 0; the model's stages stay far away from them.
 SEED_OFFSET = 7_000_000
@@ -17,6 +17,11 @@ def video_frames(index: int, seconds: float = 20.0, every: int = 25) -> list[np.
     """Every ``every``-th frame (25 fps: 1 FPS by default) of procedural video ``index``."""
     spec = VideoSpec(seed=SEED_OFFSET + index, seconds=seconds)
     return [f for i, f in enumerate(render_frames(spec)) if i % every == 0]
+
+
+def video_objects(index: int, count: int, seconds: float = 20.0) -> list[list[SceneObject]]:
+    """The generator's objects in the first ``count`` frames ``video_frames(index)`` returns (1 FPS)."""
+    return scene_objects(VideoSpec(seed=SEED_OFFSET + index, seconds=seconds), [float(t) for t in range(count)])
 
 
 def pixel_rows(processor, frames: list[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int, int]]:

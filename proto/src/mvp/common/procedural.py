@@ -39,11 +39,24 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return out
 
 
-def render_frames(spec: VideoSpec):
-    rng = np.random.default_rng(spec.seed)
+@dataclass(frozen=True)
+class _Scene:
+    """Everything a video's seed decides before its first frame (drawn in one fixed order, so the
+    renderer and ``scene_objects`` see the same scene)."""
+
+    background: np.ndarray
+    pan_speed: float
+    pos: np.ndarray
+    vel: np.ndarray
+    radius0: np.ndarray
+    growth: np.ndarray
+    colors: np.ndarray
+    square: np.ndarray
+
+
+def _scene(rng: np.random.Generator, spec: VideoSpec) -> _Scene:
     w, h = spec.width, spec.height
-    world_w = w * 2
-    bg = _background(rng, h, world_w)
+    bg = _background(rng, h, w * 2)
     pan_speed = rng.uniform(4, 12) * rng.choice([-1, 1]) * w / 320  # px per second
     n_obj = int(rng.integers(3, 6))
     pos = rng.uniform([0.1 * w, 0.1 * h], [0.9 * w, 0.9 * h], size=(n_obj, 2))
@@ -52,6 +65,37 @@ def render_frames(spec: VideoSpec):
     growth = rng.uniform(-0.35, 0.6, size=n_obj) * h / spec.seconds * 0.25
     colors = rng.uniform(20, 235, size=(n_obj, 3))
     square = rng.random(n_obj) < 0.4
+    return _Scene(bg, float(pan_speed), pos, vel, radius0, growth, colors, square)
+
+
+def _objects_at(scene: _Scene, spec: VideoSpec, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (n, 2) and radii (n,) of the objects at time ``t``: ballistic motion with elastic
+    bounces (the unbounded path reflected into the frame), growth clipped to a sane size."""
+    p = scene.pos + scene.vel * t
+    for axis, size in ((0, spec.width), (1, spec.height)):
+        period = 2 * size
+        q = np.mod(p[:, axis], period)
+        p[:, axis] = np.where(q > size, period - q, q)
+    r = np.clip(scene.radius0 + scene.growth * t, 0.02 * spec.height, 0.3 * spec.height)
+    return p, r
+
+
+def _masks(scene: _Scene, p: np.ndarray, r: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> list[np.ndarray]:
+    out = []
+    for k in range(len(p)):
+        if scene.square[k]:
+            out.append((np.abs(xx - p[k, 0]) < r[k]) & (np.abs(yy - p[k, 1]) < r[k]))
+        else:
+            out.append((xx - p[k, 0]) ** 2 + (yy - p[k, 1]) ** 2 < r[k] ** 2)
+    return out
+
+
+def render_frames(spec: VideoSpec):
+    rng = np.random.default_rng(spec.seed)
+    w, h = spec.width, spec.height
+    scene = _scene(rng, spec)
+    world_w = w * 2
+    pan_speed = scene.pan_speed
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     n_frames = int(spec.seconds * spec.fps)
     for i in range(n_frames):
@@ -60,22 +104,58 @@ def render_frames(spec: VideoSpec):
             (pan_speed * t) % (world_w - w) if pan_speed > 0 else (world_w - w) - ((-pan_speed * t) % (world_w - w))
         )
         x0 = int(offset)
-        frame = bg[:, x0 : x0 + w].copy()
-        # ballistic motion with elastic bounces (reflect the unbounded path into the box)
-        p = pos + vel * t
-        for axis, size in ((0, w), (1, h)):
-            period = 2 * size
-            q = np.mod(p[:, axis], period)
-            p[:, axis] = np.where(q > size, period - q, q)
-        r = np.clip(radius0 + growth * t, 0.02 * h, 0.3 * h)
-        for k in range(n_obj):  # later objects occlude earlier ones
-            if square[k]:
-                mask = (np.abs(xx - p[k, 0]) < r[k]) & (np.abs(yy - p[k, 1]) < r[k])
-            else:
-                mask = (xx - p[k, 0]) ** 2 + (yy - p[k, 1]) ** 2 < r[k] ** 2
-            frame[mask] = colors[k]
+        frame = scene.background[:, x0 : x0 + w].copy()
+        p, r = _objects_at(scene, spec, t)
+        for k, mask in enumerate(_masks(scene, p, r, yy, xx)):  # later objects occlude earlier ones
+            frame[mask] = scene.colors[k]
         frame += rng.normal(0, 3.0, size=frame.shape).astype(np.float32)
         yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One object of a procedural video at one moment, as the generator drew it (pixel units of the
+    video's frame; ``visible``: the share of its area not hidden by objects drawn over it)."""
+
+    index: int
+    shape: str  # "circle" or "square"
+    color: tuple[int, int, int]
+    x: float
+    y: float
+    radius: float
+    visible: float
+
+
+def scene_objects(spec: VideoSpec, times_s: list[float]) -> list[list[SceneObject]]:
+    """The ground truth behind ``render_frames(spec)`` at each of ``times_s``: every object's shape,
+    colour, centre, size and visible share. For labelled tasks (what, where, which way it moves)."""
+    rng = np.random.default_rng(spec.seed)
+    scene = _scene(rng, spec)
+    yy, xx = np.mgrid[0 : spec.height, 0 : spec.width].astype(np.float32)
+    out = []
+    for t in times_s:
+        p, r = _objects_at(scene, spec, t)
+        masks = _masks(scene, p, r, yy, xx)
+        objects = []
+        for k, mask in enumerate(masks):
+            area = int(mask.sum())
+            hidden = np.zeros_like(mask)
+            for later in masks[k + 1 :]:
+                hidden |= later
+            shown = int((mask & ~hidden).sum())
+            objects.append(
+                SceneObject(
+                    index=k,
+                    shape="square" if scene.square[k] else "circle",
+                    color=tuple(round(float(c)) for c in scene.colors[k]),
+                    x=float(p[k, 0]),
+                    y=float(p[k, 1]),
+                    radius=float(r[k]),
+                    visible=shown / area if area else 0.0,
+                )
+            )
+        out.append(objects)
+    return out
 
 
 def write_video(path: Path, spec: VideoSpec) -> Path:

@@ -1,0 +1,36 @@
+"""The procedural generator's ground truth (``scene_objects``) describes the frames it renders."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mvp.common.procedural import VideoSpec, render_frames, scene_objects
+
+
+def test_scene_objects_are_where_the_rendered_frames_show_them():
+    spec = VideoSpec(seed=11, seconds=3, fps=2)
+    frames = list(render_frames(spec))
+    times = [i / spec.fps for i in range(len(frames))]
+    checked = 0
+    for frame, objects in zip(frames, scene_objects(spec, times), strict=True):
+        assert 3 <= len(objects) <= 5
+        for o in objects:
+            x, y = round(o.x), round(o.y)
+            if o.visible < 1.0 or not (0 <= x < spec.width and 0 <= y < spec.height):
+                continue
+            # a fully visible object's centre pixel has its colour (up to the sensor noise, sigma 3)
+            assert np.abs(frame[y, x].astype(int) - np.array(o.color)).max() <= 15, (o, frame[y, x])
+            checked += 1
+    assert checked >= 5
+
+
+def test_scene_objects_follow_time_and_leave_the_frames_unchanged():
+    spec = VideoSpec(seed=5, seconds=2, fps=1)
+    before = [f.copy() for f in render_frames(spec)]
+    at0, at1 = scene_objects(spec, [0.0, 1.0])
+    assert [o.index for o in at0] == list(range(len(at0)))
+    assert [(o.shape, o.color) for o in at0] == [(o.shape, o.color) for o in at1]  # same objects
+    assert any((a.x, a.y) != (b.x, b.y) for a, b in zip(at0, at1, strict=True))  # that move
+    assert all(0 <= o.visible <= 1 for o in at0 + at1)
+    after = list(render_frames(spec))  # computing the facts draws nothing from the video's generator
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
