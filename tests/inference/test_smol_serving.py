@@ -5,8 +5,8 @@ token count, 6 visual tokens per frame) and greedy answers agree: 8 of 8 measure
 reached vLLM at the processor's own size: vLLM's second, torchvision resampling changed the pixels
 the vision tower saw).
 
-Both serve a checkpoint that `mvp train` (the trainer `mvp run` calls) wrote to the store after one
-GRPO step from mvp-smol, loaded from its s3:// URI as `mvp run`'s serving stage does."""
+Both serve the checkpoint a whole `mvp run` (the main job `make run` runs, here with one GRPO step
+of mvp-smol on a small corpus) wrote to the store, loaded from the s3:// URI its report names."""
 
 from __future__ import annotations
 
@@ -21,14 +21,9 @@ import openai
 import pytest
 from PIL import Image
 
-from mvp.common.settings import StoreSettings
-from mvp.common.storage import Storage
-from mvp.common.synth_config import SynthConfig
 from mvp.model.align import HELD_OUT_VIDEOS_FROM
 from mvp.model.frames import video_frames
 from mvp.model.tasks import make_sample
-from mvp.synth.corpus import run_corpus
-from tests.media import good_videos
 from tests.procs import MVP, REPO, Proc, start_serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -61,26 +56,25 @@ def match_requests() -> list[list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def trained_checkpoint(s3_server: Proc, reward_server: Proc, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One GRPO step of `mvp train` from mvp-smol on samples of real videos; the checkpoint's URI."""
-    settings = StoreSettings(endpoint=f"http://127.0.0.1:{s3_server.ports['s3']}")
-    storage = Storage(settings)
-    for v in good_videos(tmp_path_factory.mktemp("smol-videos"), 2, seed=950):
-        storage.put_file(str(v), f"s3://mvp/smol-serve/videos/{v.name}")
-    config = SynthConfig(num_frames=5, num_masked=2, num_distractors=2, samples_per_video=1)
-    run_corpus(settings, "s3://mvp/smol-serve/videos/", "s3://mvp/smol-serve/samples", config, workers=1)
-    samples = "s3://mvp/smol-serve/samples/samples.jsonl"
-    cmd = [*MVP, "train", "--model", "smol", "--backend", "local", "--train-samples", samples]
-    cmd += ["--eval-samples", samples, "--eval-limit", "1", "--output", "s3://mvp/smol-serve/ckpt"]
-    cmd += ["--logdir", str(tmp_path_factory.mktemp("smol-train")), "--reward-addr"]
-    cmd += [f"127.0.0.1:{reward_server.ports['grpc']}", "--steps", "1", "--checkpoint-every", "1"]
-    cmd += ["--prompts-per-step", "1", "--n-samples-per-prompt", "2", "--max-new-tokens", "8"]
-    env = {**os.environ, "MVP_S3_ENDPOINT": settings.endpoint}
+def trained_checkpoint(s3_server: Proc, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`mvp run` from mvp-smol (its own services, the test's store), shortened to one GRPO step; the
+    checkpoint its report names."""
+    out = tmp_path_factory.mktemp("smol-run")
+    config = {
+        "train": {"prompts_per_step": 1, "n_samples_per_prompt": 2, "max_new_tokens": 8, "checkpoint_every": 1},
+        "synth": {"num_frames": 5, "num_masked": 2, "num_distractors": 2, "samples_per_video": 1},
+    }
+    (out / "config.json").write_text(json.dumps(config))
+    cmd = [*MVP, "run", "--model", "smol", "--videos", "4", "--video-seconds", "10", "--steps", "1"]
+    cmd += ["--eval-limit", "1", "--transfer-clips", "0", "--config", str(out / "config.json"), "--out", str(out)]
+    env = {**os.environ, "MVP_S3_ENDPOINT": f"http://127.0.0.1:{s3_server.ports['s3']}"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    latest = json.loads(storage.get_bytes("s3://mvp/smol-serve/ckpt/latest.json"))
-    assert latest["step"] == 1
-    return latest["uri"]
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["training"]["steps"] == 1
+    uri = report["artifacts"]["checkpoint"]
+    assert uri.startswith("s3://mvp/checkpoints/")
+    return uri
 
 
 @pytest.fixture(scope="module")
