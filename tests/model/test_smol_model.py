@@ -117,11 +117,12 @@ def test_alignment_writes_weights_that_the_assembly_merges(tmp_path):
 
     out = tmp_path / "align.safetensors"
     config = AlignConfig(
-        train_videos=2, held_out_videos=2, held_out_samples=2, curriculum="1:1:other:4", batch=2, eval_every=2
+        train_videos=2, held_out_videos=2, held_out_samples=2, curriculum="1:1:other:4,where:2", batch=2, eval_every=2
     )
     summary = align(config, out=out, log=lambda _: None)
-    assert summary["samples"] == 4 and out.with_suffix(".png").exists()
-    assert set(summary["after"]) == {"K1-l1-other"}
+    assert summary["samples"] == 6 and out.with_suffix(".png").exists()
+    assert set(summary["after"]) == {"K1-l1-other", "where"}
+    assert summary["after"]["where"]["chance_exact"] == round(1 / 6, 4)
     state = load_file(str(out))
     loras = [k for k in state if k.startswith("lora.") and k.endswith(".A")]
     assert len(loras) == 2 * smol.TEXT["num_hidden_layers"]
