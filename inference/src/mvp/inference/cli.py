@@ -6,7 +6,6 @@ import argparse
 import logging
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from mvp.common.settings import LoggingSettings, StoreSettings, add_settings_flags, settings_from_args
@@ -60,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(ServeSettings, args)
     backend = "vllm" if settings.vllm_url else pick_backend(settings.backend)
     storage = Storage(settings_from_args(StoreSettings, args))
-    path = resolve_model(settings.model, storage, Path(tempfile.gettempdir()) / "mvp-serve-cache")
+    path = resolve_model(settings.model, storage, settings.cache_dir, keep=settings.cache_keep)
     vllm_proc = None
     if backend == "vllm":
         from mvp.inference.vllm_backend import VllmUpstream, model_sizer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -15,6 +17,13 @@ class ServeSettings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="HTTP port of the OpenAI-compatible API.")
     model: str = Field(
         "smol", description="Checkpoint folder or s3:// URI; 'smol': mvp-smol (default); 'tiny': the test fixture."
+    )
+    cache_dir: Path = Field(
+        Path(tempfile.gettempdir()) / "mvp-serve-cache",
+        description="Where checkpoints given as s3:// URIs are downloaded (keyed by URI and content).",
+    )
+    cache_keep: int = Field(
+        2, ge=1, description="Checkpoints kept in cache_dir; the least recently served are removed."
     )
     served_model_name: str | None = Field(
         None,

@@ -3,6 +3,7 @@ load samples, connect to the reward-service, train with progress, evaluate, writ
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,71 +38,75 @@ def train_local(
     torch.manual_seed(config.seed)
     storage = Storage(store)
     work = Path(tempfile.mkdtemp(prefix="mvp-train-"))
-    policy = Policy(resolve_model(model, storage, work))
-    # several sample sets (e.g. a curriculum's easier K): prompts are drawn from all of them
-    uris = [train_samples] if isinstance(train_samples, str) else train_samples
-    train = [example for uri in uris for example in load_examples(storage, uri)]
-    held = load_examples(storage, eval_samples, limit=eval_limit) if eval_samples else []
-    client = RewardClient(reward_addr)
-    client.wait_healthy(timeout_s=60)
-    curves = CurveLogger(logdir)
-    trainer = LocalTrainer(
-        policy, train, client.score, config, storage, output, on_log=lambda e: curves.log(e.step, e.values)
-    )
-    summary: dict = {"train_samples": len(train), "eval_samples": len(held)}
-    resumed = resume and trainer.resume(work)
-    summary["resumed_from_step"] = trainer.step if resumed else None
-    if not trainer.sft_done:
-        summary.update(trainer.sft_format())
-        trainer.freeze_reference()
-    if held and trainer.step == 0:
-        summary["before"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
-        curves.log(0, summary["before"], prefix="eval")
-    bar = None
-    if progress:
-        from mvp.common.progress import progress as progress_bar
+    try:  # the starting model's download and the resume checkpoint live in work
+        policy = Policy(resolve_model(model, storage, work))
+        # several sample sets (e.g. a curriculum's easier K): prompts are drawn from all of them
+        uris = [train_samples] if isinstance(train_samples, str) else train_samples
+        train = [example for uri in uris for example in load_examples(storage, uri)]
+        held = load_examples(storage, eval_samples, limit=eval_limit) if eval_samples else []
+        client = RewardClient(reward_addr)
+        client.wait_healthy(timeout_s=60)
+        curves = CurveLogger(logdir)
+        trainer = LocalTrainer(
+            policy, train, client.score, config, storage, output, on_log=lambda e: curves.log(e.step, e.values)
+        )
+        summary: dict = {"train_samples": len(train), "eval_samples": len(held)}
+        resumed = resume and trainer.resume(work)
+        summary["resumed_from_step"] = trainer.step if resumed else None
+        if not trainer.sft_done:
+            summary.update(trainer.sft_format())
+            trainer.freeze_reference()
+        if held and trainer.step == 0:
+            summary["before"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
+            curves.log(0, summary["before"], prefix="eval")
+        bar = None
+        if progress:
+            from mvp.common.progress import progress as progress_bar
 
-        bar = progress_bar(total=config.steps, initial=trainer.step, desc="grpo", unit="step")
-    t0 = time.perf_counter()
-    while trainer.step < config.steps:
-        if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
-            summary["stopped_by_time_budget"] = True
-            if trainer.step % config.checkpoint_every:  # else the loop just committed this step
+            bar = progress_bar(total=config.steps, initial=trainer.step, desc="grpo", unit="step")
+        t0 = time.perf_counter()
+        while trainer.step < config.steps:
+            if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
+                summary["stopped_by_time_budget"] = True
+                if trainer.step % config.checkpoint_every:  # else the loop just committed this step
+                    trainer.checkpoint()
+                break
+            entry = trainer.grpo_step()
+            if bar:
+                bar.update(1)
+                bar.set_postfix(reward=f"{entry.values['reward']:.3f}", exact=f"{entry.values['exact']:.2f}")
+            if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
                 trainer.checkpoint()
-            break
-        entry = trainer.grpo_step()
+            if held and config.eval_every and trainer.step % config.eval_every == 0 and trainer.step < config.steps:
+                curves.log(
+                    trainer.step,
+                    evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded),
+                    prefix="eval",
+                )
         if bar:
-            bar.update(1)
-            bar.set_postfix(reward=f"{entry.values['reward']:.3f}", exact=f"{entry.values['exact']:.2f}")
-        if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
+            bar.close()
+        if config.steps == 0:
             trainer.checkpoint()
-        if held and config.eval_every and trainer.step % config.eval_every == 0 and trainer.step < config.steps:
-            curves.log(
-                trainer.step,
-                evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded),
-                prefix="eval",
-            )
-    if bar:
-        bar.close()
-    if config.steps == 0:
-        trainer.checkpoint()
-    summary["train_seconds"] = round(time.perf_counter() - t0, 1)
-    summary["steps"] = trainer.step
-    if held:
-        summary["after"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
-        curves.log(trainer.step, summary["after"], prefix="eval")
-    summary["curves"] = str(curves.close())
-    summary["checkpoint"] = output.rstrip("/") + f"/step-{trainer.step:06d}"
-    client.close()
-    return summary
+        summary["train_seconds"] = round(time.perf_counter() - t0, 1)
+        summary["steps"] = trainer.step
+        if held:
+            summary["after"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
+            curves.log(trainer.step, summary["after"], prefix="eval")
+        summary["curves"] = str(curves.close())
+        summary["checkpoint"] = output.rstrip("/") + f"/step-{trainer.step:06d}"
+        client.close()
+        return summary
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def evaluate_checkpoint(
     model: str, samples: str, reward_addr: str, store: StoreSettings, limit: int | None, max_new_tokens: int = 16
 ) -> dict:
     storage = Storage(store)
-    policy = Policy(resolve_model(model, storage, Path(tempfile.mkdtemp(prefix="mvp-eval-"))))
-    examples = load_examples(storage, samples, limit=limit)
-    with RewardClient(reward_addr) as client:
-        client.wait_healthy(timeout_s=60)
-        return evaluate(policy, examples, client.score, max_new_tokens)
+    with tempfile.TemporaryDirectory(prefix="mvp-eval-") as work:  # a downloaded checkpoint goes with it
+        policy = Policy(resolve_model(model, storage, Path(work)))
+        examples = load_examples(storage, samples, limit=limit)
+        with RewardClient(reward_addr) as client:
+            client.wait_healthy(timeout_s=60)
+            return evaluate(policy, examples, client.score, max_new_tokens)

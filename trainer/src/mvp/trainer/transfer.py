@@ -121,6 +121,6 @@ def probe(policy: Policy, families: dict[str, list[Clip]]) -> dict:
 
 def probe_checkpoint(model: str, families: dict[str, list[Clip]], store: StoreSettings | None = None) -> dict:
     """``probe`` on a checkpoint folder, s3:// URI, 'smol' or 'tiny'."""
-    cache = Path(tempfile.mkdtemp(prefix="mvp-transfer-"))
-    policy = Policy(resolve_model(model, Storage(store or StoreSettings()), cache))
-    return {"model": model, **probe(policy, families)}
+    with tempfile.TemporaryDirectory(prefix="mvp-transfer-") as cache:  # a downloaded checkpoint goes with it
+        policy = Policy(resolve_model(model, Storage(store or StoreSettings()), Path(cache)))
+        return {"model": model, **probe(policy, families)}
