@@ -18,6 +18,7 @@ import json
 import math
 import random
 import time
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from mvp.common.sample import format_answer, parse_answer, prompt_messages
 from mvp.model import smol
 from mvp.model.frames import pixel_rows, video_frames, video_objects
 from mvp.model.policy import Encoded, Policy
-from mvp.model.tasks import FACT_KINDS, MATCH_KINDS, AlignSample, make_sample
+from mvp.model.tasks import FACT_KINDS, MATCH_KINDS, AlignSample, Objects, make_sample
 
 TRAIN_VIDEOS_FROM = 200_000  # frame-seed ranges: disjoint from distillation and from each other
 HELD_OUT_VIDEOS_FROM = 300_000
@@ -94,10 +95,15 @@ class FrameBank:
             self.pixels[v], grid = pixel_rows(processor, video_frames(v))
         self.grid = torch.tensor(grid)
         self.frames_per_video = len(self.pixels[self.videos[-1]])
-        self.objects = {v: video_objects(v, self.frames_per_video) for v in self.videos}
+
+    @cached_property
+    def objects(self) -> Objects:
+        """Computed on the first scene-fact sample; matching stages never need them."""
+        return {v: video_objects(v, self.frames_per_video) for v in self.videos}
 
     def sample(self, rng: random.Random, k: int, n_distract: int, where: str) -> AlignSample:
-        return make_sample(rng, self.videos, self.frames_per_video, k, n_distract, where, self.objects)
+        objects = self.objects if where in FACT_KINDS else None
+        return make_sample(rng, self.videos, self.frames_per_video, k, n_distract, where, objects)
 
     def encode(self, policy: Policy, sample: AlignSample) -> Encoded:
         pixels = torch.cat([self.pixels[v][f] for v, f in sample.frames])

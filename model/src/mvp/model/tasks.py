@@ -175,8 +175,9 @@ def where_sample(rng: random.Random, videos: list[int], objects: Objects) -> Ali
         frame = rng.randrange(len(objects[video]))
         index = rng.choice(sorted(names))
         o = objects[video][frame][index]
-        col, row = o.x / w * 3, o.y / h * 2
-        near_border = min(abs(col - round(col)), abs(row - round(row)) * 1.5) < WHERE_MARGIN * 3
+        col, row = o.x / w * 3, o.y / h * 2  # in region units
+        # distance to the nearest region line (frame edges included), as a share of the frame
+        near_border = min(abs(col - round(col)) / 3, abs(row - round(row)) / 2) < WHERE_MARGIN
         if o.visible < MIN_VISIBLE or near_border:
             continue
         answer = int(row) * 3 + int(col) + 1

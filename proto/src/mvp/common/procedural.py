@@ -136,14 +136,14 @@ def scene_objects(spec: VideoSpec, times_s: list[float]) -> list[list[SceneObjec
     for t in times_s:
         p, r = _objects_at(scene, spec, t)
         masks = _masks(scene, p, r, yy, xx)
-        objects = []
-        for k, mask in enumerate(masks):
-            area = int(mask.sum())
-            hidden = np.zeros_like(mask)
-            for later in masks[k + 1 :]:
-                hidden |= later
-            shown = int((mask & ~hidden).sum())
-            objects.append(
+        visible = [0.0] * len(masks)
+        covered = np.zeros((spec.height, spec.width), bool)  # by the objects drawn after this one
+        for k in reversed(range(len(masks))):
+            area = int(masks[k].sum())
+            visible[k] = int((masks[k] & ~covered).sum()) / area if area else 0.0
+            covered |= masks[k]
+        out.append(
+            [
                 SceneObject(
                     index=k,
                     shape="square" if scene.square[k] else "circle",
@@ -151,10 +151,11 @@ def scene_objects(spec: VideoSpec, times_s: list[float]) -> list[list[SceneObjec
                     x=float(p[k, 0]),
                     y=float(p[k, 1]),
                     radius=float(r[k]),
-                    visible=shown / area if area else 0.0,
+                    visible=visible[k],
                 )
-            )
-        out.append(objects)
+                for k in range(len(masks))
+            ]
+        )
     return out
 
 

@@ -3,7 +3,6 @@ load samples, connect to the reward-service, train with progress, evaluate, writ
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,8 +36,8 @@ def train_local(
 ) -> dict:
     torch.manual_seed(config.seed)
     storage = Storage(store)
-    work = Path(tempfile.mkdtemp(prefix="mvp-train-"))
-    try:  # the starting model's download and the resume checkpoint live in work
+    with tempfile.TemporaryDirectory(prefix="mvp-train-") as tmp:  # the model's download, the resume checkpoint
+        work = Path(tmp)
         policy = Policy(resolve_model(model, storage, work))
         # several sample sets (e.g. a curriculum's easier K): prompts are drawn from all of them
         uris = [train_samples] if isinstance(train_samples, str) else train_samples
@@ -96,8 +95,6 @@ def train_local(
         summary["checkpoint"] = output.rstrip("/") + f"/step-{trainer.step:06d}"
         client.close()
         return summary
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def evaluate_checkpoint(
