@@ -86,28 +86,35 @@ def test_curriculum_parses_and_rejects_malformed_stages():
     from mvp.model.align import AlignConfig
 
     assert AlignConfig(curriculum="1:2:other:700,3:3:same:400").stages() == [(1, 2, "other", 700), (3, 3, "same", 400)]
+    assert AlignConfig(curriculum="2:7:close:5").stages() == [(2, 7, "close", 5)]
     for bad in ("1:2:other", "1:2:closest:10", "0:2:same:10", "1:2:same:0", "a:2:same:10", "where:0"):
         with pytest.raises(ValueError, match="curriculum stage"):
             AlignConfig(curriculum=bad).stages()
 
 
-def test_near_stage_asks_for_the_neighbouring_frame_never_an_exact_copy():
+@pytest.mark.parametrize(("kind", "distance"), [("near", 3), ("close", 2)])
+def test_near_stages_ask_for_the_neighbouring_frame_never_an_exact_copy(kind, distance):
+    """'near' keeps distractors >= 3 s from every reference, 'close' >= 2 s (and uses that room:
+    some distractor is exactly 2 s away); references never share a neighbour."""
     import random
 
-    from mvp.model.tasks import NEAR_MIN_DISTANCE, make_sample
+    from mvp.model.tasks import CLOSE_MIN_DISTANCE, NEAR_MIN_DISTANCE, make_sample
 
+    assert {"near": NEAR_MIN_DISTANCE, "close": CLOSE_MIN_DISTANCE}[kind] == distance
     rng = random.Random(3)
+    closest = []
     for k in (1, 2, 3):
         for _ in range(50):
-            s = make_sample(rng, [7, 8], 20, k, 3, "near")
+            s = make_sample(rng, [7, 8], 20, k, 3, kind)
             refs, candidates = s.frames[:k], s.frames[k:]
-            assert len(candidates) == k + 3 and len({v for v, _ in s.frames}) == 1  # one video
+            assert len(candidates) == len(set(candidates)) == k + 3 and len({v for v, _ in s.frames}) == 1
             assert not set(refs) & set(candidates)  # no exact copy anywhere
             for ref, number in zip(refs, s.answer, strict=True):
                 assert abs(candidates[number - 1][1] - ref[1]) == 1
             others = [c for i, c in enumerate(candidates, 1) if i not in s.answer]
-            assert all(abs(c[1] - r[1]) >= NEAR_MIN_DISTANCE for c in others for r in refs)
+            closest.append(min(abs(c[1] - r[1]) for c in others for r in refs))
             assert "one second before or after" in s.prompt
+    assert min(closest) == distance
 
 
 def test_alignment_writes_weights_that_the_assembly_merges(tmp_path):

@@ -6,7 +6,11 @@ Every task is labelled by the procedural generator, answers in the project's ans
 - ``other`` / ``same``: frame matching. K reference frames in a random order and a shuffled pool
   holding exact copies of them among l other frames (of other videos, or of the same video); the
   answer names each reference's copy.
-- ``near``: the same, but the answer is the frame filmed one second before or after each reference.
+- ``near``: the same, but the answer is the frame filmed one second before or after each reference
+  (distractors >= 3 s from every reference).
+- ``close``: ``near`` with distractors as close as 2 s to a reference: the answer is 1 s away, a
+  distractor may be 2 s away (the distances of MVP's hardest negatives), so telling them apart needs
+  the finer visual comparison.
 - ``where`` (scene fact): one frame; which sixth of the picture (2 rows x 3 columns, the visual
   tokens' own grid) holds a named object ("the green square").
 - ``motion`` (scene fact): two frames of a video, the second filmed 1-2 s after the first (said in
@@ -26,10 +30,11 @@ from dataclasses import dataclass
 
 from mvp.common.procedural import SceneObject
 
-MATCH_KINDS = ("other", "same", "near")
+MATCH_KINDS = ("other", "same", "near", "close")
 FACT_KINDS = ("where", "motion")
 STAGE_KINDS = MATCH_KINDS + FACT_KINDS
 NEAR_MIN_DISTANCE = 3  # seconds between a 'near' stage's distractors (and other references) and each reference
+CLOSE_MIN_DISTANCE = 2  # the same for a 'close' stage
 FRAME_SIZE = (320, 180)  # the generator's default frame (width, height): the pixel units of scene objects
 
 # {video: [objects of frame 0, objects of frame 1, ...]} at 1 frame per second
@@ -76,8 +81,9 @@ def make_sample(
             raise ValueError(f"a {where!r} sample needs the videos' scene objects")
         return (where_sample if where == "where" else motion_sample)(rng, videos, objects)
     video = rng.choice(videos)
-    if where == "near":
-        return _near_sample(rng, video, frames_per_video, k, n_distract)
+    if where in ("near", "close"):
+        gap = NEAR_MIN_DISTANCE if where == "near" else CLOSE_MIN_DISTANCE
+        return _near_sample(rng, video, frames_per_video, k, n_distract, gap)
     refs = [(video, f) for f in rng.sample(range(frames_per_video), k)]
     if where == "same":
         others = [f for f in range(frames_per_video) if (video, f) not in refs]
@@ -91,9 +97,12 @@ def make_sample(
     return AlignSample(render_prompt(k, len(candidates)), refs + candidates, answer, k, len(candidates))
 
 
-def _near_sample(rng: random.Random, video: int, frames_per_video: int, k: int, n_distract: int) -> AlignSample:
-    """K references >= NEAR_MIN_DISTANCE s apart; each one's answer is the frame one second before
-    or after it; distractors are frames of the same video >= NEAR_MIN_DISTANCE s from every reference."""
+def _near_sample(
+    rng: random.Random, video: int, frames_per_video: int, k: int, n_distract: int, gap: int = NEAR_MIN_DISTANCE
+) -> AlignSample:
+    """K references >= NEAR_MIN_DISTANCE s apart (so no two share a neighbour); each one's answer is
+    the frame one second before or after it; distractors are frames of the same video >= ``gap`` s
+    from every reference."""
     for _ in range(1000):
         refs = sorted(rng.sample(range(frames_per_video), k))
         if all(b - a >= NEAR_MIN_DISTANCE for a, b in itertools.pairwise(refs)):
@@ -102,7 +111,7 @@ def _near_sample(rng: random.Random, video: int, frames_per_video: int, k: int, 
         raise ValueError(f"a {frames_per_video}-frame video cannot hold {k} references {NEAR_MIN_DISTANCE} s apart")
     rng.shuffle(refs)
     neighbours = [f + 1 if f == 0 or (f + 1 < frames_per_video and rng.random() < 0.5) else f - 1 for f in refs]
-    others = [f for f in range(frames_per_video) if all(abs(f - r) >= NEAR_MIN_DISTANCE for r in refs)]
+    others = [f for f in range(frames_per_video) if all(abs(f - r) >= gap for r in refs)]
     if len(others) < n_distract:
         raise ValueError(f"near stage: only {len(others)} frames of {frames_per_video} can be distractors for K={k}")
     candidates = [(video, f) for f in neighbours + rng.sample(others, n_distract)]
