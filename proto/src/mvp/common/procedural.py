@@ -160,13 +160,23 @@ def scene_objects(spec: VideoSpec, times_s: list[float]) -> list[list[SceneObjec
 
 
 def write_video(path: Path, spec: VideoSpec) -> Path:
-    """Encodes the procedural video as H.264 (yuv420p, GOP of 2 s) into ``path``."""
+    """Encodes the procedural video as H.264 (yuv420p, GOP of 2 s) into ``path``. The same spec gives
+    the same bytes in every process and on every machine with the same x264 build: x264 runs with one thread (its output
+    depends on the thread count, which would follow the machine's cores) and ``cpu-independent``
+    (without it x264 picked CPU-dependent code paths that changed the output in about one process
+    in four here, and so the hash every sample's seed derives from)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part.mp4")
     with av.open(str(tmp), mode="w") as container:
         stream = container.add_stream("libx264", rate=spec.fps)
         stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "g": str(2 * spec.fps)}
+        stream.options = {
+            "preset": "veryfast",
+            "crf": "23",
+            "g": str(2 * spec.fps),
+            "threads": "1",
+            "x264-params": "cpu-independent=1",
+        }
         for rgb in render_frames(spec):
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 container.mux(packet)
