@@ -39,7 +39,7 @@ def test_scene_objects_follow_time_and_leave_the_frames_unchanged():
 def test_the_same_spec_gives_the_same_video_bytes_in_every_process(tmp_path):
     """Sample seeds derive from each video's hash, so a corpus must be byte-identical from run to run.
     Before x264 ran ``cpu-independent``, concurrent writers of one spec disagreed in about one
-    process in four (two different outputs)."""
+    process in four (two different outputs); each writer loads torch first, as `mvp run` has."""
     import hashlib
     import subprocess
     import sys

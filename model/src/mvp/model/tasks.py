@@ -35,6 +35,7 @@ FACT_KINDS = ("where", "motion")
 STAGE_KINDS = MATCH_KINDS + FACT_KINDS
 NEAR_MIN_DISTANCE = 3  # seconds between a 'near' stage's distractors (and other references) and each reference
 CLOSE_MIN_DISTANCE = 2  # the same for a 'close' stage
+DISTRACTOR_DISTANCE = {"near": NEAR_MIN_DISTANCE, "close": CLOSE_MIN_DISTANCE}  # the neighbour-finding kinds
 FRAME_SIZE = (320, 180)  # the generator's default frame (width, height): the pixel units of scene objects
 
 # {video: [objects of frame 0, objects of frame 1, ...]} at 1 frame per second
@@ -81,9 +82,8 @@ def make_sample(
             raise ValueError(f"a {where!r} sample needs the videos' scene objects")
         return (where_sample if where == "where" else motion_sample)(rng, videos, objects)
     video = rng.choice(videos)
-    if where in ("near", "close"):
-        gap = NEAR_MIN_DISTANCE if where == "near" else CLOSE_MIN_DISTANCE
-        return _near_sample(rng, video, frames_per_video, k, n_distract, gap)
+    if where in DISTRACTOR_DISTANCE:
+        return _near_sample(rng, video, frames_per_video, k, n_distract, DISTRACTOR_DISTANCE[where])
     refs = [(video, f) for f in rng.sample(range(frames_per_video), k)]
     if where == "same":
         others = [f for f in range(frames_per_video) if (video, f) not in refs]

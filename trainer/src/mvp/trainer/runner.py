@@ -15,7 +15,7 @@ from mvp.common.storage import Storage
 from mvp.model.policy import Policy
 from mvp.model.resolve import resolve_model
 from mvp.trainer.curves import CurveLogger
-from mvp.trainer.data import load_examples
+from mvp.trainer.data import Example, load_examples
 from mvp.trainer.evaluate import evaluate
 from mvp.trainer.local import LocalTrainConfig, LocalTrainer
 
@@ -58,35 +58,7 @@ def train_local(
         if held and trainer.step == 0:
             summary["before"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
             curves.log(0, summary["before"], prefix="eval")
-        bar = None
-        if progress:
-            from mvp.common.progress import progress as progress_bar
-
-            bar = progress_bar(total=config.steps, initial=trainer.step, desc="grpo", unit="step")
-        t0 = time.perf_counter()
-        while trainer.step < config.steps:
-            if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
-                summary["stopped_by_time_budget"] = True
-                if trainer.step % config.checkpoint_every:  # else the loop just committed this step
-                    trainer.checkpoint()
-                break
-            entry = trainer.grpo_step()
-            if bar:
-                bar.update(1)
-                bar.set_postfix(reward=f"{entry.values['reward']:.3f}", exact=f"{entry.values['exact']:.2f}")
-            if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-                trainer.checkpoint()
-            if held and config.eval_every and trainer.step % config.eval_every == 0 and trainer.step < config.steps:
-                curves.log(
-                    trainer.step,
-                    evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded),
-                    prefix="eval",
-                )
-        if bar:
-            bar.close()
-        if config.steps == 0:
-            trainer.checkpoint()
-        summary["train_seconds"] = round(time.perf_counter() - t0, 1)
+        summary.update(_grpo_loop(trainer, policy, held, client, curves, config, progress))
         summary["steps"] = trainer.step
         if held:
             summary["after"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
@@ -95,6 +67,50 @@ def train_local(
         summary["checkpoint"] = output.rstrip("/") + f"/step-{trainer.step:06d}"
         client.close()
         return summary
+
+
+def _grpo_loop(
+    trainer: LocalTrainer,
+    policy: Policy,
+    held: list[Example],
+    client: RewardClient,
+    curves: CurveLogger,
+    config: LocalTrainConfig,
+    progress: bool,
+) -> dict:
+    """GRPO steps until ``config.steps`` or the time budget, checkpointing and evaluating on the way;
+    returns the run's timing facts for the summary."""
+    facts: dict = {}
+    bar = None
+    if progress:
+        from mvp.common.progress import progress as progress_bar
+
+        bar = progress_bar(total=config.steps, initial=trainer.step, desc="grpo", unit="step")
+    t0 = time.perf_counter()
+    while trainer.step < config.steps:
+        if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
+            facts["stopped_by_time_budget"] = True
+            if trainer.step % config.checkpoint_every:  # else the loop just committed this step
+                trainer.checkpoint()
+            break
+        entry = trainer.grpo_step()
+        if bar:
+            bar.update(1)
+            bar.set_postfix(reward=f"{entry.values['reward']:.3f}", exact=f"{entry.values['exact']:.2f}")
+        if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
+            trainer.checkpoint()
+        if held and config.eval_every and trainer.step % config.eval_every == 0 and trainer.step < config.steps:
+            curves.log(
+                trainer.step,
+                evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded),
+                prefix="eval",
+            )
+    if bar:
+        bar.close()
+    if config.steps == 0:
+        trainer.checkpoint()
+    facts["train_seconds"] = round(time.perf_counter() - t0, 1)
+    return facts
 
 
 def evaluate_checkpoint(
