@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument(
         "--reference-steps", type=int, default=2, help="steps timed with the prompt run by every member (reference)"
     )
+    parser.add_argument("--bf16-update", action="store_true", help="the update under bf16 autocast")
+    parser.add_argument("--kl-coef", type=float, default=None, help="init_kl_coef (0 skips the reference forward)")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -91,6 +93,8 @@ def main() -> None:
                 n_samples_per_prompt=args.group,
                 sft_steps=100 if args.model == "tiny" else 0,
                 lr=3e-4 if args.model == "tiny" else LocalTrainConfig.model_fields["lr"].default,
+                bf16_update=args.bf16_update,
+                **({} if args.kl_coef is None else {"init_kl_coef": args.kl_coef}),
             )
             trainer = LocalTrainer(policy, train, client.score, recipe, storage, str(Path(tmp) / "ckpt"))
             trainer.sft_format()
@@ -110,6 +114,8 @@ def main() -> None:
         "model": "mvp-smol" if args.model == "smol" else "tiny-qwen2.5-vl",
         "params": params,
         "trainable_params": sum(p.numel() for p in trainer.trainable),
+        "bf16_update": recipe.bf16_update,
+        "init_kl_coef": recipe.init_kl_coef,
         "prompts_per_step": args.prompts,
         "n_samples_per_prompt": args.group,
         "completions_per_step": args.prompts * args.group,

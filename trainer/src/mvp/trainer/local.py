@@ -59,6 +59,11 @@ class LocalTrainConfig(GrpoConfig):
     train_embeddings: bool = Field(
         False, description="Also train the token embeddings (tied to the output head in mvp-smol)."
     )
+    bf16_update: bool = Field(
+        False,
+        description="Run the update's forward and backward under bf16 autocast (weights, optimiser state and "
+        "log-probabilities stay fp32; generation always runs in fp32, where bf16 is slower on CPU).",
+    )
     control_random_labels: bool = Field(
         False,
         description="Control run: score every group against a random answer (a seeded random pick of its "
@@ -183,12 +188,14 @@ class LocalTrainer:
             for i in trained:
                 _, enc, completions, _ = groups[i]
                 mask = self.policy.completion_mask(completions)
-                logp, entropy = self.policy.token_logprobs(enc, completions)
-                old = logp.detach()
-                ref_logp = None
-                if self.ref is not None and cfg.init_kl_coef > 0:
-                    with torch.no_grad():
-                        ref_logp, _ = self.policy.token_logprobs(enc, completions, model=self.ref)
+                device = torch.device(self.policy.device).type
+                with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16_update):
+                    logp, entropy = self.policy.token_logprobs(enc, completions)
+                    old = logp.detach()
+                    ref_logp = None
+                    if self.ref is not None and cfg.init_kl_coef > 0:
+                        with torch.no_grad():
+                            ref_logp, _ = self.policy.token_logprobs(enc, completions, model=self.ref)
                 out = grpo_loss(
                     logp, old, ref_logp, advantages[i], mask, cfg.eps_clip, cfg.init_kl_coef, entropy, cfg.entropy_coef
                 )
