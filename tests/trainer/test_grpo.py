@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mvp.trainer.grpo import group_advantages, grpo_loss, k3_kl
-from mvp.trainer.local import batch_indices
+from mvp.trainer.local import LocalTrainConfig, batch_indices, lr_at
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +84,13 @@ def test_data_order_is_a_pure_function_of_seed_and_step() -> None:
     assert first == [batch_indices(n, per, s, seed=4) for s in range(9)]
     assert sorted(i for b in first[:3] for i in b) == sorted(set(i for b in first[:3] for i in b))
     assert first != [batch_indices(n, per, s, seed=5) for s in range(9)]
+
+
+def test_cosine_lr_decays_from_lr_to_its_floor_over_the_run() -> None:
+    constant = LocalTrainConfig(lr=2e-5, steps=10)
+    assert {lr_at(constant, s) for s in range(12)} == {2e-5}
+    cosine = LocalTrainConfig(lr=2e-5, steps=10, lr_scheduler="cosine_with_min_lr", min_lr_ratio=0.1)
+    lrs = [lr_at(cosine, s) for s in range(13)]
+    assert lrs[0] == pytest.approx(2e-5) and lrs[5] == pytest.approx(1.1e-5)
+    assert lrs[10:] == pytest.approx([2e-6] * 3)
+    assert all(a > b for a, b in itertools.pairwise(lrs[:11]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import random
 import re
 import tempfile
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -40,6 +42,12 @@ class LocalTrainConfig(GrpoConfig):
     steps: int = Field(60, ge=0, description="GRPO steps (each: prompts_per_step groups).")
     prompts_per_step: int = Field(4, ge=1, description="Prompts (groups) per step.")
     lr: float = Field(1e-5, gt=0, description="AdamW learning rate (full fine-tuning of mvp-smol; tiny: 3e-4).")
+    lr_scheduler: Literal["constant", "cosine_with_min_lr"] = Field(
+        "constant",
+        description="constant, or OpenRLHF's cosine_with_min_lr: lr decays along a half cosine over `steps` to "
+        "min_lr_ratio x lr (a run cut short by time_budget_s stops part-way down the curve).",
+    )
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final lr / lr of cosine_with_min_lr.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     ppo_epochs: int = Field(1, ge=1, description="Update passes over each batch of rollouts.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
@@ -75,6 +83,16 @@ class LocalTrainConfig(GrpoConfig):
 class StepLog:
     step: int
     values: dict[str, float]
+
+
+def lr_at(config: LocalTrainConfig, step: int) -> float:
+    """The learning rate of GRPO step ``step`` (0-based): a pure function of the step, so a resumed run
+    continues the schedule exactly."""
+    if config.lr_scheduler == "constant":
+        return config.lr
+    progress = min(step / max(1, config.steps), 1.0)
+    low = config.lr * config.min_lr_ratio
+    return low + (config.lr - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def batch_indices(n: int, per_step: int, step: int, seed: int) -> list[int]:
@@ -206,6 +224,8 @@ class LocalTrainer:
                 stats["entropy"] += float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)) / len(trained)
             if trained:
                 torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr_at(cfg, self.step)
                 self.optimizer.step()
         t_update = time.perf_counter() - t2
 
@@ -221,6 +241,7 @@ class LocalTrainer:
             "response_length": sum(lengths) / len(lengths),
             "groups_with_signal": len(active) / len(groups),
             **stats,
+            "lr": lr_at(cfg, self.step),
             "time_generate_s": t_gen,
             "time_reward_s": t_reward,
             "time_update_s": t_update,
