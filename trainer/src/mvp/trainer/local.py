@@ -201,12 +201,12 @@ class LocalTrainer:
         # With an entropy bonus every group trains: a collapsed group (all answers alike) is exactly
         # the one the bonus is for. Otherwise groups without signal are skipped.
         trained = list(range(len(groups))) if cfg.entropy_coef > 0 else active
+        device = torch.device(self.policy.device).type
         for _ in range(cfg.ppo_epochs):
             self.optimizer.zero_grad()
             for i in trained:
                 _, enc, completions, _ = groups[i]
                 mask = self.policy.completion_mask(completions)
-                device = torch.device(self.policy.device).type
                 with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16_update):
                     logp, entropy = self.policy.token_logprobs(enc, completions)
                     old = logp.detach()
