@@ -202,6 +202,7 @@ class LocalTrainer:
         # the one the bonus is for. Otherwise groups without signal are skipped.
         trained = list(range(len(groups))) if cfg.entropy_coef > 0 else active
         device = torch.device(self.policy.device).type
+        lr = lr_at(cfg, self.step)
         for _ in range(cfg.ppo_epochs):
             self.optimizer.zero_grad()
             for i in trained:
@@ -225,7 +226,7 @@ class LocalTrainer:
             if trained:
                 torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr_at(cfg, self.step)
+                    group["lr"] = lr
                 self.optimizer.step()
         t_update = time.perf_counter() - t2
 
@@ -241,7 +242,7 @@ class LocalTrainer:
             "response_length": sum(lengths) / len(lengths),
             "groups_with_signal": len(active) / len(groups),
             **stats,
-            "lr": lr_at(cfg, self.step),
+            "lr": lr,
             "time_generate_s": t_gen,
             "time_reward_s": t_reward,
             "time_update_s": t_update,
