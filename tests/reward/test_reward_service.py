@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from mvp.clients import RewardClient, ServiceUnavailableError
 from mvp.clients.channel import ClientConfig
-from mvp.v1 import reward_pb2, sample_pb2
+from mvp.v1 import reward_pb2, reward_pb2_grpc, sample_pb2
 from tests.procs import MVP, REPO, Proc, free_port, start_reward, wait_for
 
 pytestmark = pytest.mark.integration
@@ -378,7 +379,9 @@ def test_tls(tmp_path: Path) -> None:
 
 
 def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
-    """A big batch in flight when SIGTERM arrives still completes; then the process exits 0."""
+    """A big batch in flight when SIGTERM arrives still completes; a call that arrives during the
+    drain is refused as UNAVAILABLE (a client retries on another replica), health says NOT_SERVING;
+    then the process exits 0."""
     proc = start_reward(tmp_path, "--max-batch", "400000", "--max-message-mb", "256")
     client = RewardClient(ClientConfig(target=addr(proc), max_message_mb=256), chunk_size=400_000)
     completions = ["<think>" + "x" * 200 + "</think><answer>3, 1, 5, 2</answer>"] * 300_000
@@ -395,6 +398,16 @@ def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
     metrics_url = f"http://127.0.0.1:{proc.ports['metrics']}/metrics"
     started = 'grpc_server_started_total{grpc_method="Score",grpc_service="mvp.v1.RewardService"} 1.0'
     wait_for(lambda: started in urllib.request.urlopen(metrics_url, timeout=5).read().decode(), 60, "call started")
+    proc.popen.send_signal(signal.SIGTERM)
+    with grpc.insecure_channel(addr(proc)) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        wait_for(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == not_serving, 30, "drain")
+        request = reward_pb2.ScoreRequest(items=[reward_pb2.ScoreItem(completion=RIGHT, label_json=LABEL)])
+        with pytest.raises(grpc.RpcError) as refused:
+            reward_pb2_grpc.RewardServiceStub(channel).Score(request, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in refused.value.details()
+    assert outcome == {}, "the call in flight ended before the drain let it"
     assert proc.stop(timeout=60) == 0
     thread.join(60)
     assert outcome.get("n") == 300_000, outcome

@@ -3,7 +3,8 @@
 A server built here has: the standard health service, server reflection, Prometheus metrics on
 their own port, optional TLS / mTLS, an optional bearer-token check, message-size and concurrency
 limits, and a drain on SIGTERM/SIGINT (health flips to NOT_SERVING, new calls are refused,
-in-flight calls get ``shutdown_grace_s`` to finish).
+in-flight calls get ``shutdown_grace_s`` to finish and ``shutdown_linger_s`` for their responses
+to reach the clients).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class GrpcServer:
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
         if settings.auth_token is not None:
             interceptors.append(BearerTokenInterceptor(settings.auth_token.get_secret_value()))
-        interceptors.append(RequestGateInterceptor(settings.max_concurrent_rpcs))
+        self.gate = RequestGateInterceptor(settings.max_concurrent_rpcs)
+        interceptors.append(self.gate)
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -111,9 +113,14 @@ class GrpcServer:
         return self.port
 
     async def stop(self) -> None:
-        """Drains: NOT_SERVING first (so load balancers stop routing), then a graceful stop."""
+        """Drains: NOT_SERVING first (so load balancers stop routing), new calls UNAVAILABLE, the
+        open ones given the grace to finish and ``shutdown_linger_s`` for their responses to reach
+        the clients; then the connections close and whatever still runs is cancelled."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace_s
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(self.settings.shutdown_grace_s)
+        await self.gate.drain(self.settings.shutdown_grace_s, self.settings.shutdown_linger_s)
+        await self.server.stop(max(0.0, deadline - loop.time()))
         log.info("grpc server stopped", extra={"port": self.port})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -77,19 +78,39 @@ async def _checked(request, deserializer, context: grpc.aio.ServicerContext):
 
 
 class _Slots:
-    """Counts calls in flight; ``None`` limit = unlimited."""
+    """Counts calls in flight; ``None`` limit = unlimited.
+
+    ``in_flight`` counts handlers running (the concurrency limit); ``open`` counts calls until gRPC
+    reports them terminated, which for a large response is after its last bytes were handed to the
+    connection, well after the handler returned. ``last_closed`` is when the latest one terminated
+    (``time.monotonic``). Once ``closing``, new calls are UNAVAILABLE (a client retries elsewhere)."""
 
     def __init__(self, limit: int | None) -> None:
-        self.limit, self.in_flight = limit, 0
+        self.limit, self.in_flight, self.open = limit, 0, 0
+        self.last_closed = float("-inf")
+        self.closing = False
+        self.idle = asyncio.Event()  # set while nothing is open
+        self.idle.set()
+
+    def _closed(self, _context: object) -> None:
+        self.open -= 1
+        self.last_closed = time.monotonic()
+        if not self.open:
+            self.idle.set()
 
     @contextlib.asynccontextmanager
     async def hold(self, context: grpc.aio.ServicerContext):
+        if self.closing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another replica")
         if self.limit is not None and self.in_flight >= self.limit:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"server busy: {self.in_flight} calls in flight (max_concurrent_rpcs={self.limit}); retry later",
             )
         self.in_flight += 1
+        self.open += 1
+        self.idle.clear()
+        context.add_done_callback(self._closed)
         try:
             yield
         finally:
@@ -103,7 +124,8 @@ class RequestGateInterceptor(grpc.aio.ServerInterceptor):
       problem, not the INTERNAL/UNKNOWN gRPC answers when its own deserializer raises;
     - at most ``max_concurrent`` calls run at once; more are RESOURCE_EXHAUSTED before their request
       is parsed (grpc's own ``maximum_concurrent_rpcs`` would count, and so reject, health checks too);
-    - a unary request over ``PARSE_INLINE_BYTES`` is parsed in a worker thread.
+    - a unary request over ``PARSE_INLINE_BYTES`` is parsed in a worker thread;
+    - on shutdown, ``drain`` refuses new calls and lets the open ones finish and reach their clients.
 
     Health and reflection (``EXEMPT_PREFIXES``) are never limited nor deferred.
     """
@@ -111,6 +133,21 @@ class RequestGateInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, max_concurrent: int | None = None) -> None:
         self._slots = _Slots(max_concurrent)
         self._free = _Slots(None)
+
+    async def drain(self, timeout_s: float, linger_s: float) -> None:
+        """Refuses new calls (UNAVAILABLE; health and reflection still answer), waits up to
+        ``timeout_s`` for the open ones to terminate, then keeps the connections up until
+        ``linger_s`` after the last one did, so a client that reads its response late still gets
+        all of it (closing a connection with a response still in the client's socket buffer resets
+        it, and the client loses the response). Returns early when nothing is open or lingering."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        self._slots.closing = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slots.idle.wait(), timeout_s)
+        linger = self._slots.last_closed + linger_s - time.monotonic()
+        if linger > 0:
+            await asyncio.sleep(min(linger, max(0.0, deadline - loop.time())))
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

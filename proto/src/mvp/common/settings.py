@@ -96,6 +96,12 @@ class GrpcServerSettings(BaseSettings):
     shutdown_grace_s: float = Field(
         15.0, ge=0, description="On SIGTERM, how long in-flight calls may run before they are cancelled."
     )
+    shutdown_linger_s: float = Field(
+        1.0,
+        ge=0,
+        description="On SIGTERM, how long connections stay open after the last in-flight call ended, so a "
+        "client that reads its response late still gets it (counted inside shutdown_grace_s).",
+    )
 
     @model_validator(mode="after")
     def _tls_pair(self) -> GrpcServerSettings:
