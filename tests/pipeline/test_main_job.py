@@ -60,6 +60,15 @@ def test_main_job_small(tmp_path: Path) -> None:
     facts = json.loads((out / "report" / "report.json").read_text())
     assert {"before", "after"} <= set(facts["evals"]) and 0 < facts["chance_exact"] < 1
     assert [s["status"] for s in facts["stages"]] == ["ok"] * 10  # the report's own row included
+    # every held-out answer is kept, and the per-sample records add up to the reported means
+    for name in ("before", "after"):
+        rows = [json.loads(x) for x in (out / "report" / f"predictions_{name}.jsonl").read_text().splitlines()]
+        assert len(rows) == facts["evals"][name]["samples"] > 0
+        assert len({r["sample_id"] for r in rows}) == len(rows)
+        for key in ("exact", "selection", "format"):
+            assert sum(r[key] for r in rows) / len(rows) == pytest.approx(facts["evals"][name][key])
+        assert all(isinstance(r["completion"], str) and r["ground_truth"] for r in rows)
+    assert "`predictions_before.jsonl`, `predictions_after.jsonl`" in report
     # GRPO drew from both training sets; held-out samples follow synth alone
     splits = facts["splits"]
     assert splits["train-1"]["task"] == "N=6, K=1, l=1" and splits["train-1"]["samples"] > 0

@@ -91,6 +91,11 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
         md += _checkpoint_table(
             state.evals, ("mean_reward", "exact", "selection", "ordering", "format", "chance_exact", "samples")
         )
+        files = [
+            Path(state.artifacts[f"predictions_{n}"]).name for n in state.evals if f"predictions_{n}" in state.artifacts
+        ]
+        if files:
+            md += ["", "Every held-out answer with its reward components: " + ", ".join(f"`{f}`" for f in files) + "."]
     else:
         md += ["No held-out evaluation ran (see stages)."]
     if state.transfer:

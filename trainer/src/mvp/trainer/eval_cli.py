@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from mvp.common.settings import REWARD_ADDR, StoreSettings, add_settings_flags, settings_from_args
+from mvp.trainer.evaluate import write_predictions
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +19,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", required=True, help="held-out samples.jsonl (folder path or s3://)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
     parser.add_argument("--reward-addr", default=REWARD_ADDR, help="reward-service host:port")
+    parser.add_argument(
+        "--predictions",
+        type=Path,
+        default=None,
+        help="also write one JSON line per sample here: id, greedy completion, ground truth, reward components",
+    )
     add_settings_flags(parser, StoreSettings)
     parser.set_defaults(func=_eval)
 
@@ -24,8 +32,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from mvp.trainer.runner import evaluate_checkpoint
 
+    records: list[dict] | None = [] if args.predictions else None
     result = evaluate_checkpoint(
-        args.model, args.samples, args.reward_addr, settings_from_args(StoreSettings, args), args.limit
+        args.model,
+        args.samples,
+        args.reward_addr,
+        settings_from_args(StoreSettings, args),
+        args.limit,
+        predictions=records,
     )
+    if args.predictions:
+        write_predictions(args.predictions, records or [])
     print(json.dumps(result))
     return 0

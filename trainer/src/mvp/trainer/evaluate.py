@@ -3,8 +3,10 @@ training used, aggregated into mean reward, exact / selection / ordering, format
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 from mvp.model.policy import Policy
 from mvp.trainer.data import Example
@@ -21,13 +23,33 @@ def evaluate(
     score: Callable[[list[str], list[str]], list],
     max_new_tokens: int = 16,
     encoded: Callable | None = None,
+    predictions: list[dict] | None = None,
 ) -> dict[str, float]:
+    """Aggregates over ``examples``; when ``predictions`` is a list, one record per sample is appended
+    to it (its id, the greedy answer's text, the ground truth and the reward's components), so a
+    researcher can see *which* answers moved, not only the means."""
     policy.model.eval()
     texts = []
     for ex in examples:
         enc = encoded(ex) if encoded else policy.encode(ex.prompt, ex.images)
         texts.extend(policy.decode(policy.sample(enc, 1, max_new_tokens, 1.0, greedy=True)))
     results = score(texts, [e.label_json for e in examples])
+    if predictions is not None:
+        for ex, text, r in zip(examples, texts, results, strict=True):
+            c = r.components
+            predictions.append(
+                {
+                    "sample_id": ex.id,
+                    "completion": text,
+                    "ground_truth": ex.answer,
+                    "num_candidates": ex.num_candidates,
+                    "reward": r.reward,
+                    "exact": c.exact,
+                    "selection": c.selection,
+                    "ordering": c.ordering,
+                    "format": c.format,
+                }
+            )
     n = max(1, len(results))
     return {
         "samples": len(results),
@@ -38,3 +60,9 @@ def evaluate(
         "format": sum(r.components.format for r in results) / n,
         "chance_exact": chance_exact(examples),
     }
+
+
+def write_predictions(path: Path, records: list[dict]) -> None:
+    """One JSON object per line, in the samples' order (see ``evaluate``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -114,12 +114,20 @@ def _grpo_loop(
 
 
 def evaluate_checkpoint(
-    model: str, samples: str, reward_addr: str, store: StoreSettings, limit: int | None, max_new_tokens: int = 16
+    model: str,
+    samples: str,
+    reward_addr: str,
+    store: StoreSettings,
+    limit: int | None,
+    max_new_tokens: int = 16,
+    predictions: list[dict] | None = None,
 ) -> dict:
+    """``evaluate`` on a checkpoint (folder, s3:// URI or a built-in name); per-sample records go to
+    ``predictions`` when it is a list."""
     storage = Storage(store)
     with tempfile.TemporaryDirectory(prefix="mvp-eval-") as work:  # a downloaded checkpoint goes with it
         policy = Policy(resolve_model(model, storage, Path(work)))
         examples = load_examples(storage, samples, limit=limit)
         with RewardClient(reward_addr) as client:
             client.wait_healthy(timeout_s=60)
-            return evaluate(policy, examples, client.score, max_new_tokens)
+            return evaluate(policy, examples, client.score, max_new_tokens, predictions=predictions)

@@ -18,12 +18,22 @@ def after(job: Pipeline) -> str:
 
 
 def _evaluate(job: Pipeline, name: str, model: str) -> str:
+    from mvp.trainer.evaluate import write_predictions
     from mvp.trainer.runner import evaluate_checkpoint
 
+    records: list[dict] = []
     result = evaluate_checkpoint(
-        model, job.samples_uri("heldout"), job.state.reward_addr, job.state.store, job.config.eval_limit
+        model,
+        job.samples_uri("heldout"),
+        job.state.reward_addr,
+        job.state.store,
+        job.config.eval_limit,
+        predictions=records,
     )
+    path = job.out / "report" / f"predictions_{name}.jsonl"
+    write_predictions(path, records)
     job.state.evals[name] = result
+    job.state.artifacts[f"predictions_{name}"] = str(path)
     return _fmt_eval(result)
 
 
