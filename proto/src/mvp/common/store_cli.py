@@ -146,13 +146,23 @@ def _serve(args: argparse.Namespace) -> int:
 
     configure_logging(settings_from_args(LoggingSettings, args))
     settings = settings_from_args(StoreServerSettings, args)
+    loaded = 0
+    if settings.data_dir:
+        # Load through a private loopback server first: the public port opens only once every stored
+        # object is back, so no client ever sees NoSuchKey for an object that is on disk (a restarted
+        # store with thousands of objects takes tens of seconds to load). moto's backend is shared
+        # by every server in the process, so the public one serves what the private one loaded.
+        loader = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        loader.start()
+        try:
+            loaded = load_snapshot(Storage(_client_settings(*loader.get_host_and_port())), settings.data_dir)
+        finally:
+            loader.stop()
+        persist_writes(settings.data_dir)  # after loading: the load itself need not be written back
     server = ThreadedMotoServer(ip_address=settings.host, port=settings.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     storage = Storage(_client_settings(host, port))
-    loaded = load_snapshot(storage, settings.data_dir) if settings.data_dir else 0
-    if settings.data_dir:
-        persist_writes(settings.data_dir)  # after loading: the load itself need not be written back
     for bucket in filter(None, (b.strip() for b in settings.buckets.split(","))):
         storage.ensure_bucket(bucket)
     log.info(
