@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from mvp.common.settings import REWARD_ADDR, StoreSettings, add_settings_flags, settings_from_args
-from mvp.trainer.evaluate import write_predictions
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from mvp.trainer.evaluate import write_predictions
     from mvp.trainer.runner import evaluate_checkpoint
 
     records: list[dict] | None = [] if args.predictions else None
