@@ -449,6 +449,7 @@ def test_cli_score_service_down_exits_nonzero() -> None:
 
 
 def test_reward_service_does_not_import_torch() -> None:
-    code = "import sys, mvp.reward.service, mvp.reward.cli; print('torch' in sys.modules)"
+    # through the real entry point too: `mvp reward serve` builds every command's parser first
+    code = "import sys, mvp.reward.service, mvp.cli; mvp.cli.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -23,66 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.common.sample import format_answer, parse_answer, prompt_messages
 from mvp.model import smol
 from mvp.model.frames import pixel_rows, video_frames, video_objects
 from mvp.model.policy import Encoded, Policy
-from mvp.model.tasks import FACT_KINDS, MATCH_KINDS, AlignSample, Objects, make_sample
+from mvp.model.settings import AlignConfig
+from mvp.model.tasks import FACT_KINDS, AlignSample, Objects, make_sample
 
 TRAIN_VIDEOS_FROM = 200_000  # frame-seed ranges: disjoint from distillation and from each other
 HELD_OUT_VIDEOS_FROM = 300_000
-
-
-class AlignConfig(BaseSettings):
-    """How mvp-smol is aligned. The defaults built the committed weights."""
-
-    model_config = SettingsConfigDict(env_prefix="MVP_ALIGN_", extra="ignore")
-
-    train_videos: int = Field(48, ge=2, description="Videos whose frames the matching samples are drawn from.")
-    held_out_videos: int = Field(12, ge=2, description="Unseen videos of the held-out samples.")
-    held_out_samples: int = Field(24, ge=1, description="Held-out samples per curriculum stage.")
-    curriculum: str = Field(
-        "1:2:other:700,2:3:other:300,2:3:same:400,3:3:same:400",
-        description="Stages, easiest first, each K:l:other|same|near|close:samples (K references, l distractors "
-        "from other videos or from the same video, trained for that many samples; 'near' asks for the candidate "
-        "filmed one second before or after each reference: no exact copies, distractors >= 3 s from every "
-        "reference; 'close' the same with distractors >= 2 s) "
-        "or where|motion:samples (scene facts: where a named object is, which way it moved).",
-    )
-    init: Path | None = Field(
-        None, description="Continue from these alignment weights (merger + LoRA) instead of from the start."
-    )
-    batch: int = Field(8, ge=1, description="Samples per optimiser step.")
-    lr_merger: float = Field(2e-3, gt=0, description="Peak learning rate of the vision merger (cosine decay).")
-    lr_lora: float = Field(1e-3, gt=0, description="Peak learning rate of the LoRA deltas (cosine decay).")
-    lora_rank: int = Field(16, ge=1, description="Rank of the LoRA deltas on the q/v projections.")
-    seed: int = Field(0, ge=0, description="Seed of initialisation and samples.")
-    threads: int = Field(2, ge=1, description="torch CPU threads.")
-    eval_every: int = Field(200, ge=1, description="Training samples between held-out evaluations.")
-
-    def stages(self) -> list[tuple[int, int, str, int]]:
-        """(K, l, kind, samples) per stage; a scene-fact stage is (1, 0, kind, samples)."""
-        out = []
-        for part in self.curriculum.split(","):
-            fields = part.split(":")
-            try:
-                if len(fields) == 2 and fields[0] in FACT_KINDS:
-                    stage = (1, 0, fields[0], int(fields[1]))
-                elif len(fields) == 4 and fields[2] in MATCH_KINDS:
-                    stage = (int(fields[0]), int(fields[1]), fields[2], int(fields[3]))
-                else:
-                    raise ValueError(part)
-            except ValueError as exc:
-                raise ValueError(
-                    f"curriculum stage {part!r} is neither K:l:other|same|near|close:samples nor where|motion:samples"
-                ) from exc
-            if stage[0] < 1 or stage[1] < 0 or stage[3] < 1:
-                raise ValueError(f"curriculum stage {part!r}: need K >= 1, l >= 0, samples >= 1")
-            out.append(stage)
-        return out
 
 
 class FrameBank:

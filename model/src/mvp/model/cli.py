@@ -25,8 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     build.set_defaults(func=_build)
 
-    from mvp.model.align import AlignConfig
-    from mvp.model.distill import DistillConfig
+    from mvp.model.settings import AlignConfig, DistillConfig
 
     distill = sub.add_parser("distill", help="distil the vision tower from EfficientNet-Lite0 (rewrites weights/)")
     distill.add_argument("--output", type=Path, default=None, help="weights file (default: the committed one)")

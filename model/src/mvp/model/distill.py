@@ -19,29 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from PIL import Image
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.model import smol
 from mvp.model.frames import pixel_rows, video_frames
+from mvp.model.settings import DistillConfig
 from mvp.model.teacher import FEATURE_DIM, Teacher
-
-
-class DistillConfig(BaseSettings):
-    """How the vision tower is distilled. The defaults built the committed weights."""
-
-    model_config = SettingsConfigDict(env_prefix="MVP_DISTILL_", extra="ignore")
-
-    videos: int = Field(300, ge=1, description="Training videos (procedural, never in a corpus).")
-    seconds: float = Field(6.0, gt=0, description="Length of each video; frames are taken at 1 FPS.")
-    augmented: int = Field(1, ge=0, description="Augmented copies of each frame (crop, mirror, channel order).")
-    held_out_videos: int = Field(20, ge=1, description="Videos whose frames measure the student (never trained on).")
-    epochs: int = Field(20, ge=1, description="Passes over the training frames.")
-    batch_frames: int = Field(64, ge=1, description="Frames per optimiser step.")
-    lr: float = Field(2e-3, gt=0, description="AdamW peak learning rate (warm-up, then cosine).")
-    weight_decay: float = Field(0.05, ge=0, description="AdamW weight decay.")
-    seed: int = Field(0, ge=0, description="Seed of initialisation and data order.")
-    threads: int = Field(2, ge=1, description="torch CPU threads (results are bit-identical only at equal threads).")
 
 
 def _augment(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.common.synth_config import SynthConfig
-from mvp.trainer.local import LocalTrainConfig
+from mvp.trainer.config import LocalTrainConfig
 
 
 class RunConfig(BaseSettings):

@@ -45,3 +45,48 @@ OPENRLHF_FLAGS = {
     "advantage_estimator": "--algo.advantage.estimator",
     "entropy_coef": "--actor.entropy_coef",
 }
+
+
+class LocalTrainConfig(GrpoConfig):
+    """The local GRPO recipe. Defaults are for mvp-smol (pretrained, aligned: it already writes the
+    answer format) on a 2-core CPU; the tiny random-init fixture needs a high learning rate and the
+    format warm-up (the tests pass ``--lr 3e-4 --sft-steps N``)."""
+
+    steps: int = Field(60, ge=0, description="GRPO steps (each: prompts_per_step groups).")
+    prompts_per_step: int = Field(4, ge=1, description="Prompts (groups) per step.")
+    lr: float = Field(1e-5, gt=0, description="AdamW learning rate (full fine-tuning of mvp-smol; tiny: 3e-4).")
+    lr_scheduler: Literal["constant", "cosine_with_min_lr"] = Field(
+        "constant",
+        description="constant, or OpenRLHF's cosine_with_min_lr: lr decays along a half cosine over `steps` to "
+        "min_lr_ratio x lr (a run cut short by time_budget_s stops part-way down the curve).",
+    )
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final lr / lr of cosine_with_min_lr.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    ppo_epochs: int = Field(1, ge=1, description="Update passes over each batch of rollouts.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    sft_steps: int = Field(
+        0, ge=0, description="Format warm-up steps on random well-formed answers (0: none; the tiny model needs ~60)."
+    )
+    sft_lr: float = Field(1e-3, gt=0, description="Learning rate of the format warm-up.")
+    seed: int = Field(0, ge=0, description="Seed of data order, sampling and initialisation.")
+    checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints.")
+    eval_every: int = Field(0, ge=0, description="Steps between held-out evaluations (0: only at the end).")
+    time_budget_s: float = Field(
+        0.0, ge=0, description="Stop GRPO after this many seconds of training even before `steps` (0: no limit)."
+    )
+    train_vision: bool = Field(
+        False, description="Also train the vision tower's ViT blocks (the vision merger always trains)."
+    )
+    train_embeddings: bool = Field(
+        False, description="Also train the token embeddings (tied to the output head in mvp-smol)."
+    )
+    bf16_update: bool = Field(
+        False,
+        description="Run the update's forward and backward under bf16 autocast (weights, optimiser state and "
+        "log-probabilities stay fp32; generation always runs in fp32, where bf16 is slower on CPU).",
+    )
+    control_random_labels: bool = Field(
+        False,
+        description="Control run: score every group against a random answer (a seeded random pick of its "
+        "candidates) instead of its label, which removes the MVP signal and keeps the format signal.",
+    )

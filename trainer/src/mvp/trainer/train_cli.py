@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mvp.common.settings import REWARD_ADDR, StoreSettings, add_settings_flags, settings_from_args
-from mvp.trainer.local import LocalTrainConfig
+from mvp.trainer.config import LocalTrainConfig
 
 
 def register(parser: argparse.ArgumentParser) -> None:
