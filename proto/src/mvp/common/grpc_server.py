@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -116,11 +117,10 @@ class GrpcServer:
         """Drains: NOT_SERVING first (so load balancers stop routing), new calls UNAVAILABLE, the
         open ones given the grace to finish and ``shutdown_linger_s`` for their responses to reach
         the clients; then the connections close and whatever still runs is cancelled."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.shutdown_grace_s
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
         await self.health.enter_graceful_shutdown()
-        await self.gate.drain(self.settings.shutdown_grace_s, self.settings.shutdown_linger_s)
-        await self.server.stop(max(0.0, deadline - loop.time()))
+        await self.gate.drain(deadline, self.settings.shutdown_linger_s)
+        await self.server.stop(max(0.0, deadline - time.monotonic()))
         log.info("grpc server stopped", extra={"port": self.port})
 
 

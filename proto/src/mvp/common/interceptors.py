@@ -134,20 +134,19 @@ class RequestGateInterceptor(grpc.aio.ServerInterceptor):
         self._slots = _Slots(max_concurrent)
         self._free = _Slots(None)
 
-    async def drain(self, timeout_s: float, linger_s: float) -> None:
-        """Refuses new calls (UNAVAILABLE; health and reflection still answer), waits up to
-        ``timeout_s`` for the open ones to terminate, then keeps the connections up until
-        ``linger_s`` after the last one did, so a client that reads its response late still gets
-        all of it (closing a connection with a response still in the client's socket buffer resets
-        it, and the client loses the response). Returns early when nothing is open or lingering."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+    async def drain(self, deadline: float, linger_s: float) -> None:
+        """Refuses new calls (UNAVAILABLE; health and reflection still answer), waits until
+        ``deadline`` (``time.monotonic``) at most for the open ones to terminate, then keeps the
+        connections up until ``linger_s`` after the last one did, so a client that reads its
+        response late still gets all of it (closing a connection with a response still in the
+        client's socket buffer resets it, and the client loses the response). Returns early when
+        nothing is open or lingering."""
         self._slots.closing = True
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._slots.idle.wait(), timeout_s)
-        linger = self._slots.last_closed + linger_s - time.monotonic()
-        if linger > 0:
-            await asyncio.sleep(min(linger, max(0.0, deadline - loop.time())))
+            await asyncio.wait_for(self._slots.idle.wait(), max(0.0, deadline - time.monotonic()))
+        linger_until = min(self._slots.last_closed + linger_s, deadline)
+        if linger_until > time.monotonic():
+            await asyncio.sleep(linger_until - time.monotonic())
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

@@ -32,7 +32,7 @@ def _eval(args: argparse.Namespace) -> int:
     from mvp.trainer.evaluate import write_predictions
     from mvp.trainer.runner import evaluate_checkpoint
 
-    records: list[dict] | None = [] if args.predictions else None
+    records: list[dict] = []
     result = evaluate_checkpoint(
         args.model,
         args.samples,
@@ -42,6 +42,6 @@ def _eval(args: argparse.Namespace) -> int:
         predictions=records,
     )
     if args.predictions:
-        write_predictions(args.predictions, records or [])
+        write_predictions(args.predictions, records)
     print(json.dumps(result))
     return 0

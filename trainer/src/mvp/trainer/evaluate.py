@@ -11,6 +11,8 @@ from pathlib import Path
 from mvp.model.policy import Policy
 from mvp.trainer.data import Example
 
+_COMPONENTS = ("exact", "selection", "ordering", "format")  # averaged, in the report's order
+
 
 def chance_exact(examples: list[Example]) -> float:
     """Mean probability that a uniformly random well-formed answer is exactly right."""
@@ -34,30 +36,24 @@ def evaluate(
         enc = encoded(ex) if encoded else policy.encode(ex.prompt, ex.images)
         texts.extend(policy.decode(policy.sample(enc, 1, max_new_tokens, 1.0, greedy=True)))
     results = score(texts, [e.label_json for e in examples])
+    rows = [
+        {
+            "sample_id": ex.id,
+            "completion": text,
+            "ground_truth": ex.answer,
+            "num_candidates": ex.num_candidates,
+            "reward": r.reward,
+            **{key: getattr(r.components, key) for key in _COMPONENTS},
+        }
+        for ex, text, r in zip(examples, texts, results, strict=True)
+    ]
     if predictions is not None:
-        for ex, text, r in zip(examples, texts, results, strict=True):
-            c = r.components
-            predictions.append(
-                {
-                    "sample_id": ex.id,
-                    "completion": text,
-                    "ground_truth": ex.answer,
-                    "num_candidates": ex.num_candidates,
-                    "reward": r.reward,
-                    "exact": c.exact,
-                    "selection": c.selection,
-                    "ordering": c.ordering,
-                    "format": c.format,
-                }
-            )
-    n = max(1, len(results))
+        predictions.extend(rows)
+    n = max(1, len(rows))
     return {
-        "samples": len(results),
-        "mean_reward": sum(r.reward for r in results) / n,
-        "exact": sum(r.components.exact for r in results) / n,
-        "selection": sum(r.components.selection for r in results) / n,
-        "ordering": sum(r.components.ordering for r in results) / n,
-        "format": sum(r.components.format for r in results) / n,
+        "samples": len(rows),
+        "mean_reward": sum(row["reward"] for row in rows) / n,
+        **{key: sum(row[key] for row in rows) / n for key in _COMPONENTS},
         "chance_exact": chance_exact(examples),
     }
 
