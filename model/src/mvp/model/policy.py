@@ -212,6 +212,25 @@ class Policy:
             for row, m in zip(completions, mask, strict=True)
         ]
 
+    def token_char_spans(self, completions: torch.Tensor) -> list[list[tuple[int, int]]]:
+        """For each completion, the [start, end) of every generated token in its ``decode`` text
+        (end-of-turn and padding tokens: empty spans at the end of the text)."""
+        mask = self.completion_mask(completions)
+        spans = []
+        for row, m in zip(completions, mask, strict=True):
+            ids = row.tolist()
+            row_spans, previous = [], 0
+            for t in range(len(ids)):
+                if t < int(m.sum()):
+                    text = self.tokenizer.decode(ids[: t + 1], skip_special_tokens=False).replace("<|im_end|>", "")
+                    end = max(previous, len(text))
+                else:
+                    end = previous
+                row_spans.append((previous, end))
+                previous = end
+            spans.append(row_spans)
+        return spans
+
     def token_logprobs(
         self, enc: Encoded, completions: torch.Tensor, model: torch.nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 IMAGE_PLACEHOLDER = "<image>"
 PROMPT_VERSION = "mvp-prompt-v1"
@@ -143,6 +143,8 @@ class ParsedAnswer:
     indices: list[int]
     failure_reason: str = ""
     failure_detail: str = ""
+    # Where each of ``indices`` is written in the completion: [start, end) in code points.
+    spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 _OPEN_RE = re.compile(r"<answer>", re.IGNORECASE)
@@ -172,14 +174,21 @@ def parse_answer(completion: str, k: int, num_candidates: int, index_base: int =
         return ParsedAnswer(
             [], FailureReason.ANSWER_INSIDE_THINK, "the answer block is inside an unclosed <think> block"
         )
-    body = completion[start:end].strip()
-    if len(body) >= 2 and body[0] + body[-1] in ("[]", "()", "{}"):
-        body = body[1:-1].strip()
-    if not body:
+    start, end = _strip(completion, start, end)
+    if end - start >= 2 and completion[start] + completion[end - 1] in ("[]", "()", "{}"):
+        start, end = _strip(completion, start + 1, end - 1)
+    if start >= end:
         return ParsedAnswer([], FailureReason.EMPTY_ANSWER, "the answer block is empty")
-    tokens = [t for t in _SEPARATORS.split(body) if t]
+    spans: list[tuple[int, int]] = []
+    pos = start
+    for sep in _SEPARATORS.finditer(completion, start, end):
+        if sep.start() > pos:
+            spans.append((pos, sep.start()))
+        pos = sep.end()
+    if pos < end:
+        spans.append((pos, end))
     indices: list[int] = []
-    for token in tokens:
+    for token in (completion[a:b] for a, b in spans):
         digits = token[1:] if token[0] in "+-" else token
         if not digits.isascii() or not digits.isdigit():
             return ParsedAnswer([], FailureReason.NOT_AN_INTEGER, f"{_clip(token)!r} is not a candidate index")
@@ -194,7 +203,16 @@ def parse_answer(completion: str, k: int, num_candidates: int, index_base: int =
             return ParsedAnswer(indices, FailureReason.OUT_OF_RANGE, f"{value} is outside [{lo}, {hi}]")
     if len(set(indices)) != k:
         return ParsedAnswer(indices, FailureReason.DUPLICATE_INDEX, "an index is repeated")
-    return ParsedAnswer(indices)
+    return ParsedAnswer(indices, spans=spans)
+
+
+def _strip(text: str, start: int, end: int) -> tuple[int, int]:
+    """``text[start:end]`` without surrounding whitespace, as offsets (``str.strip``'s whitespace)."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
 
 
 def _clip(text: str, limit: int = 40) -> str:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mvp.v1 import sample_pb2 as mvp_dot_v1_dot_sample__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mvp/v1/reward.proto\x12\x06mvp.v1\x1a\x13mvp/v1/sample.proto\"\xc4\x02\n\x0cRewardConfig\x12\x1a\n\rformat_weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10selection_weight\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1c\n\x0fordering_weight\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0c\x65xact_weight\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x11\n\x04soft\x18\x05 \x01(\x08H\x04\x88\x01\x01\x12\x17\n\nsoft_tau_s\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x1c\n\x0fsoft_max_credit\x18\x07 \x01(\x01H\x06\x88\x01\x01\x42\x10\n\x0e_format_weightB\x13\n\x11_selection_weightB\x12\n\x10_ordering_weightB\x0f\n\r_exact_weightB\x07\n\x05_softB\r\n\x0b_soft_tau_sB\x12\n\x10_soft_max_credit\"^\n\tScoreItem\x12\x12\n\ncompletion\x18\x01 \x01(\t\x12\x1e\n\x05label\x18\x02 \x01(\x0b\x32\r.mvp.v1.LabelH\x00\x12\x14\n\nlabel_json\x18\x03 \x01(\tH\x00\x42\x07\n\x05truth\"d\n\x10RewardComponents\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\x01\x12\x11\n\tselection\x18\x02 \x01(\x01\x12\x10\n\x08ordering\x18\x03 \x01(\x01\x12\r\n\x05\x65xact\x18\x04 \x01(\x01\x12\x0c\n\x04soft\x18\x05 \x01(\x01\"\x93\x01\n\x0cRewardResult\x12\x0e\n\x06reward\x18\x01 \x01(\x01\x12,\n\ncomponents\x18\x02 \x01(\x0b\x32\x18.mvp.v1.RewardComponents\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12\x16\n\x0e\x66\x61ilure_detail\x18\x04 \x01(\t\x12\x15\n\rparsed_answer\x18\x05 \x03(\x05\"V\n\x0cScoreRequest\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.mvp.v1.ScoreItem\x12$\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x14.mvp.v1.RewardConfig\"6\n\rScoreResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.mvp.v1.RewardResult\"o\n\x12ScoreStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1f\n\x04item\x18\x02 \x01(\x0b\x32\x11.mvp.v1.ScoreItem\x12$\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x14.mvp.v1.RewardConfig\"^\n\x13ScoreStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x06result\x18\x02 \x01(\x0b\x32\x14.mvp.v1.RewardResult\x12\r\n\x05\x65rror\x18\x03 \x01(\t2\x91\x01\n\rRewardService\x12\x34\n\x05Score\x12\x14.mvp.v1.ScoreRequest\x1a\x15.mvp.v1.ScoreResponse\x12J\n\x0bScoreStream\x12\x1a.mvp.v1.ScoreStreamRequest\x1a\x1b.mvp.v1.ScoreStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mvp/v1/reward.proto\x12\x06mvp.v1\x1a\x13mvp/v1/sample.proto\"\xc4\x02\n\x0cRewardConfig\x12\x1a\n\rformat_weight\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x1d\n\x10selection_weight\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x1c\n\x0fordering_weight\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0c\x65xact_weight\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x11\n\x04soft\x18\x05 \x01(\x08H\x04\x88\x01\x01\x12\x17\n\nsoft_tau_s\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x1c\n\x0fsoft_max_credit\x18\x07 \x01(\x01H\x06\x88\x01\x01\x42\x10\n\x0e_format_weightB\x13\n\x11_selection_weightB\x12\n\x10_ordering_weightB\x0f\n\r_exact_weightB\x07\n\x05_softB\r\n\x0b_soft_tau_sB\x12\n\x10_soft_max_credit\"^\n\tScoreItem\x12\x12\n\ncompletion\x18\x01 \x01(\t\x12\x1e\n\x05label\x18\x02 \x01(\x0b\x32\r.mvp.v1.LabelH\x00\x12\x14\n\nlabel_json\x18\x03 \x01(\tH\x00\x42\x07\n\x05truth\"d\n\x10RewardComponents\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\x01\x12\x11\n\tselection\x18\x02 \x01(\x01\x12\x10\n\x08ordering\x18\x03 \x01(\x01\x12\r\n\x05\x65xact\x18\x04 \x01(\x01\x12\x0c\n\x04soft\x18\x05 \x01(\x01\"\xb6\x01\n\x0cRewardResult\x12\x0e\n\x06reward\x18\x01 \x01(\x01\x12,\n\ncomponents\x18\x02 \x01(\x0b\x32\x18.mvp.v1.RewardComponents\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12\x16\n\x0e\x66\x61ilure_detail\x18\x04 \x01(\t\x12\x15\n\rparsed_answer\x18\x05 \x03(\x05\x12!\n\x05slots\x18\x06 \x03(\x0b\x32\x12.mvp.v1.AnswerSlot\"\\\n\nAnswerSlot\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x10\n\x08selected\x18\x03 \x01(\x08\x12\x10\n\x08in_place\x18\x04 \x01(\x08\x12\x0e\n\x06reward\x18\x05 \x01(\x01\"V\n\x0cScoreRequest\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.mvp.v1.ScoreItem\x12$\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x14.mvp.v1.RewardConfig\"6\n\rScoreResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.mvp.v1.RewardResult\"o\n\x12ScoreStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1f\n\x04item\x18\x02 \x01(\x0b\x32\x11.mvp.v1.ScoreItem\x12$\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x14.mvp.v1.RewardConfig\"^\n\x13ScoreStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x06result\x18\x02 \x01(\x0b\x32\x14.mvp.v1.RewardResult\x12\r\n\x05\x65rror\x18\x03 \x01(\t2\x91\x01\n\rRewardService\x12\x34\n\x05Score\x12\x14.mvp.v1.ScoreRequest\x1a\x15.mvp.v1.ScoreResponse\x12J\n\x0bScoreStream\x12\x1a.mvp.v1.ScoreStreamRequest\x1a\x1b.mvp.v1.ScoreStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,15 +39,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REWARDCOMPONENTS']._serialized_start=475
   _globals['_REWARDCOMPONENTS']._serialized_end=575
   _globals['_REWARDRESULT']._serialized_start=578
-  _globals['_REWARDRESULT']._serialized_end=725
-  _globals['_SCOREREQUEST']._serialized_start=727
-  _globals['_SCOREREQUEST']._serialized_end=813
-  _globals['_SCORERESPONSE']._serialized_start=815
-  _globals['_SCORERESPONSE']._serialized_end=869
-  _globals['_SCORESTREAMREQUEST']._serialized_start=871
-  _globals['_SCORESTREAMREQUEST']._serialized_end=982
-  _globals['_SCORESTREAMRESPONSE']._serialized_start=984
-  _globals['_SCORESTREAMRESPONSE']._serialized_end=1078
-  _globals['_REWARDSERVICE']._serialized_start=1081
-  _globals['_REWARDSERVICE']._serialized_end=1226
+  _globals['_REWARDRESULT']._serialized_end=760
+  _globals['_ANSWERSLOT']._serialized_start=762
+  _globals['_ANSWERSLOT']._serialized_end=854
+  _globals['_SCOREREQUEST']._serialized_start=856
+  _globals['_SCOREREQUEST']._serialized_end=942
+  _globals['_SCORERESPONSE']._serialized_start=944
+  _globals['_SCORERESPONSE']._serialized_end=998
+  _globals['_SCORESTREAMREQUEST']._serialized_start=1000
+  _globals['_SCORESTREAMREQUEST']._serialized_end=1111
+  _globals['_SCORESTREAMRESPONSE']._serialized_start=1113
+  _globals['_SCORESTREAMRESPONSE']._serialized_end=1207
+  _globals['_REWARDSERVICE']._serialized_start=1210
+  _globals['_REWARDSERVICE']._serialized_end=1355
 # @@protoc_insertion_point(module_scope)

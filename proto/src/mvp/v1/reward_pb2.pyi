@@ -50,18 +50,34 @@ class RewardComponents(_message.Message):
     def __init__(self, format: _Optional[float] = ..., selection: _Optional[float] = ..., ordering: _Optional[float] = ..., exact: _Optional[float] = ..., soft: _Optional[float] = ...) -> None: ...
 
 class RewardResult(_message.Message):
-    __slots__ = ("reward", "components", "failure_reason", "failure_detail", "parsed_answer")
+    __slots__ = ("reward", "components", "failure_reason", "failure_detail", "parsed_answer", "slots")
     REWARD_FIELD_NUMBER: _ClassVar[int]
     COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
     FAILURE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     PARSED_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
     reward: float
     components: RewardComponents
     failure_reason: str
     failure_detail: str
     parsed_answer: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, reward: _Optional[float] = ..., components: _Optional[_Union[RewardComponents, _Mapping]] = ..., failure_reason: _Optional[str] = ..., failure_detail: _Optional[str] = ..., parsed_answer: _Optional[_Iterable[int]] = ...) -> None: ...
+    slots: _containers.RepeatedCompositeFieldContainer[AnswerSlot]
+    def __init__(self, reward: _Optional[float] = ..., components: _Optional[_Union[RewardComponents, _Mapping]] = ..., failure_reason: _Optional[str] = ..., failure_detail: _Optional[str] = ..., parsed_answer: _Optional[_Iterable[int]] = ..., slots: _Optional[_Iterable[_Union[AnswerSlot, _Mapping]]] = ...) -> None: ...
+
+class AnswerSlot(_message.Message):
+    __slots__ = ("start", "end", "selected", "in_place", "reward")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    SELECTED_FIELD_NUMBER: _ClassVar[int]
+    IN_PLACE_FIELD_NUMBER: _ClassVar[int]
+    REWARD_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    selected: bool
+    in_place: bool
+    reward: float
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., selected: _Optional[bool] = ..., in_place: _Optional[bool] = ..., reward: _Optional[float] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("items", "config")

@@ -114,6 +114,21 @@ class LabelCache:
 LABELS = LabelCache()
 
 
+@dataclass(frozen=True, slots=True)
+class SlotCredit:
+    """One answered index on its own: where it is written in the completion ([start, end) in code
+    points), whether it is a masked frame (``selected``) and the right one for its place
+    (``in_place``), and its credit: the reward of a K = 1 answer naming it, over K, so that a fully
+    right answer's slots sum to the total minus the format weight. Token-level credit assignment
+    (``mvp.trainer``'s ``slot_credit``) gives each index token its own slot's advantage."""
+
+    start: int
+    end: int
+    selected: bool
+    in_place: bool
+    reward: float
+
+
 @dataclass(slots=True)
 class RewardResult:
     """The total and every named component, plus why parsing failed (empty when it did not)."""
@@ -127,6 +142,7 @@ class RewardResult:
     failure_reason: str = ""
     failure_detail: str = ""
     parsed_answer: list[int] = field(default_factory=list)
+    slots: list[SlotCredit] = field(default_factory=list)
 
     def components(self) -> dict[str, float]:
         return {
@@ -186,7 +202,26 @@ def score(completion: str, label: Label, config: RewardConfig) -> RewardResult:
         exact=exact,
         soft=soft,
         parsed_answer=answer,
+        slots=slot_credits(answer, parsed.spans, label, config),
     )
+
+
+def slot_credits(
+    answer: list[int], spans: list[tuple[int, int]], label: Label, config: RewardConfig
+) -> list[SlotCredit]:
+    """Per answered index: ``selection_weight`` if it is a masked frame (or its soft credit if it is
+    a distractor near the gap, when ``soft`` is on) plus ``ordering_weight + exact_weight`` if it
+    is the masked frame of its own place, all over K."""
+    k = len(label.answer)
+    positives = set(label.answer)
+    credits = []
+    for place, (index, (start, end)) in enumerate(zip(answer, spans, strict=True)):
+        selected = index in positives
+        in_place = index == label.answer[place]
+        chosen = 1.0 if selected else (_soft_credit([index], label, config) * k if config.soft else 0.0)
+        value = config.selection_weight * min(1.0, chosen) + (config.ordering_weight + config.exact_weight) * in_place
+        credits.append(SlotCredit(start, end, selected, in_place, value / k))
+    return credits
 
 
 def concordant_pairs(ranks: list[int]) -> int:

@@ -54,6 +54,12 @@ def result_to_proto(result: core.RewardResult) -> reward_pb2.RewardResult:
         failure_reason=result.failure_reason,
         failure_detail=result.failure_detail,
         parsed_answer=result.parsed_answer,
+        slots=[
+            reward_pb2.AnswerSlot(
+                start=slot.start, end=slot.end, selected=slot.selected, in_place=slot.in_place, reward=slot.reward
+            )
+            for slot in result.slots
+        ],
     )
 
 

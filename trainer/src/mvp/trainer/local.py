@@ -27,7 +27,7 @@ from mvp.common.storage import Storage, download_folder, join
 from mvp.model.policy import Encoded, Policy
 from mvp.trainer.config import LocalTrainConfig
 from mvp.trainer.data import Example, random_answer, random_label
-from mvp.trainer.grpo import group_advantages, grpo_loss
+from mvp.trainer.grpo import group_advantages, grpo_loss, slot_advantages
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,19 @@ class LocalTrainer:
         t_reward = time.perf_counter() - t1
         rewards = torch.tensor([r.reward for r in results], dtype=torch.float32).view(len(groups), -1)
         advantages = group_advantages(rewards, estimator=cfg.advantage_estimator)
+        size = rewards.shape[1]
+        if cfg.slot_credit:
+            token_advantages = [
+                self.slot_token_advantages(g[2], results[i * size : (i + 1) * size], advantages[i])
+                for i, g in enumerate(groups)
+            ]
+        else:
+            token_advantages = [advantages[i] for i in range(len(groups))]
 
         t2 = time.perf_counter()
         model.train()
         stats = {"policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
-        active = [i for i in range(len(groups)) if advantages[i].abs().sum() > 0]
+        active = [i for i in range(len(groups)) if token_advantages[i].abs().sum() > 0]
         # With an entropy bonus every group trains: a collapsed group (all answers alike) is exactly
         # the one the bonus is for. Otherwise groups without signal are skipped.
         trained = list(range(len(groups))) if cfg.entropy_coef > 0 else active
@@ -169,7 +177,15 @@ class LocalTrainer:
                         with torch.no_grad():
                             ref_logp, _ = self.policy.token_logprobs(enc, completions, model=self.ref)
                 out = grpo_loss(
-                    logp, old, ref_logp, advantages[i], mask, cfg.eps_clip, cfg.init_kl_coef, entropy, cfg.entropy_coef
+                    logp,
+                    old,
+                    ref_logp,
+                    token_advantages[i],
+                    mask,
+                    cfg.eps_clip,
+                    cfg.init_kl_coef,
+                    entropy,
+                    cfg.entropy_coef,
                 )
                 (out.loss / len(trained)).backward()
                 stats["policy_loss"] += out.policy_loss / len(trained)
@@ -191,6 +207,7 @@ class LocalTrainer:
             "selection": _mean(results, "selection"),
             "ordering": _mean(results, "ordering"),
             "exact": _mean(results, "exact"),
+            **_in_place(results),
             "parse_failed": sum(1 for r in results if r.failure_reason) / len(results),
             "response_length": sum(lengths) / len(lengths),
             "groups_with_signal": len(active) / len(groups),
@@ -206,6 +223,24 @@ class LocalTrainer:
         if self.on_log:
             self.on_log(entry)
         return entry
+
+    def slot_token_advantages(self, completions: torch.Tensor, results: list, sequence: torch.Tensor) -> torch.Tensor:
+        """(G, T) advantages of one group under ``slot_credit``: each answer index's tokens get the
+        group-normalised credit of that index (the reward-service's ``slots``), every other token
+        the sequence advantage. A group where nothing parsed keeps per-sequence advantages."""
+        places = max((len(r.slots) for r in results), default=0)
+        if places == 0:
+            return sequence
+        spans = self.policy.token_char_spans(completions)
+        slot_rewards = torch.zeros(len(results), places)
+        token_slot = torch.full(completions.shape, -1, dtype=torch.long)
+        for j, result in enumerate(results):
+            for place, slot in enumerate(result.slots):
+                slot_rewards[j, place] = slot.reward
+                for t, (start, end) in enumerate(spans[j]):
+                    if start < slot.end and end > slot.start:
+                        token_slot[j, t] = place
+        return slot_advantages(sequence, slot_rewards, token_slot, estimator=self.config.advantage_estimator)
 
     # --- checkpoints ----------------------------------------------------------------------------
 
@@ -298,6 +333,16 @@ def download_checkpoint(storage: Storage, uri: str, local_dir: Path) -> Path:
     if not CHECKPOINT_NAME.fullmatch(name):
         raise CheckpointError(f"{uri!r} is not a step-NNNNNN checkpoint")
     return download_folder(storage, uri, local_dir / name)
+
+
+def _in_place(results: list) -> dict[str, float]:
+    """Share of completions whose k-th answered index is the right frame for its place, per place
+    (``in_place_1`` ... ``in_place_K``; an unparsed completion counts as wrong)."""
+    places = max((len(r.slots) for r in results), default=0)
+    return {
+        f"in_place_{k + 1}": sum(1 for r in results if len(r.slots) > k and r.slots[k].in_place) / len(results)
+        for k in range(places)
+    }
 
 
 def _mean(results: list, name: str) -> float:
