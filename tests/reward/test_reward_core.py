@@ -110,6 +110,47 @@ def test_lenient_where_intent_is_unambiguous(text: str) -> None:
     assert r(text).reward == 1.0
 
 
+@pytest.mark.parametrize(
+    ("text", "in_place", "selected"),
+    [
+        ("<answer>3, 1, 5, 2</answer>", [True] * 4, [True] * 4),
+        ("<answer>3, 1, 2, 5</answer>", [True, True, False, False], [True] * 4),
+        ("<answer>3, 1, 5, 7</answer>", [True, True, True, False], [True, True, True, False]),
+        ("<answer>2, 5, 1, 3</answer>", [False] * 4, [True] * 4),
+        ("<answer>4, 6, 7, 8</answer>", [False] * 4, [False] * 4),
+    ],
+)
+def test_each_answered_index_gets_its_own_credit(text: str, in_place: list[bool], selected: list[bool]) -> None:
+    result = r(text)
+    assert [s.in_place for s in result.slots] == in_place
+    assert [s.selected for s in result.slots] == selected
+    assert [text[s.start : s.end] for s in result.slots] == [str(i) for i in result.parsed_answer]
+    for slot in result.slots:  # a K = 1 answer naming this index, without format, over K
+        assert slot.reward == pytest.approx((0.3 * slot.selected + 0.6 * slot.in_place) / 4)
+    if all(in_place):  # a fully right answer's slots add up to its reward minus format
+        assert sum(s.reward for s in result.slots) == pytest.approx(result.reward - CFG.format_weight)
+
+
+def test_slots_follow_the_last_answer_block_and_its_brackets() -> None:
+    text = "<answer>9, 9</answer> no: <answer> [ 3 ->1->5 -> 2 ] </answer>"
+    spans = [(s.start, s.end) for s in r(text).slots]
+    assert [text[a:b] for a, b in spans] == ["3", "1", "5", "2"]
+    assert spans[0][0] > text.index("no:")
+    assert r("<answer>3, 3, 5, 2</answer>").slots == []  # a failed parse has no slots
+
+
+def test_slot_soft_credit_for_a_gap_adjacent_distractor() -> None:
+    label = Label(
+        answer=(1, 2), num_candidates=4, candidate_times_s=(10.0, 11.0, 9.0, 30.0), gap_start_s=10.0, gap_end_s=11.0
+    )
+    soft = RewardConfig(soft=True)
+    near, far = r("<answer>1, 3</answer>", label, soft).slots[1], r("<answer>1, 4</answer>", label, soft).slots[1]
+    assert not near.selected and not far.selected
+    assert 0.0 < near.reward < 0.3 / 2
+    assert far.reward < near.reward
+    assert r("<answer>1, 3</answer>", label).slots[1].reward == 0.0  # soft credit off by default
+
+
 def test_zero_based_labels() -> None:
     label = Label(answer=(2, 0, 1), num_candidates=5, index_base=0)
     assert r("<answer>2, 0, 1</answer>", label).reward == 1.0
@@ -206,8 +247,12 @@ def test_never_raises_and_stays_in_range(text: str, label: Label) -> None:
     if result.failure_reason:
         assert result.failure_reason in FailureReason.ALL
         assert result.reward == 0.0
+        assert result.slots == []
     else:
         assert len(result.parsed_answer) == len(label.answer)
+        # every slot points at the text of its own index, and its credit stays within the reward
+        assert [int(text[s.start : s.end]) for s in result.slots] == result.parsed_answer
+        assert all(0.0 <= s.reward <= 0.9 / len(label.answer) + 1e-12 for s in result.slots)
 
 
 @settings(max_examples=200)

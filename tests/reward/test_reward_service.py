@@ -43,6 +43,13 @@ def test_batched_score_keeps_order_and_components(reward_server: Proc) -> None:
     assert results[2].failure_reason == "no_answer_tag"
     assert results[3].failure_reason == "duplicate_index"
     assert list(results[0].parsed_answer) == [3, 1, 5, 2]
+    # per-slot credit travels over the wire: where each index is written and what it earns alone
+    slots = results[1].slots
+    assert [completions[1][s.start : s.end] for s in slots] == ["2", "5", "1", "3"]
+    assert [s.selected for s in slots] == [True] * 4 and not any(s.in_place for s in slots)
+    assert [round(s.reward, 6) for s in slots] == [0.075] * 4
+    assert sum(s.reward for s in results[0].slots) == pytest.approx(0.9)
+    assert not results[2].slots
 
 
 def test_structured_label_and_config_override(reward_server: Proc) -> None:
