@@ -207,7 +207,7 @@ class LocalTrainer:
             "selection": _mean(results, "selection"),
             "ordering": _mean(results, "ordering"),
             "exact": _mean(results, "exact"),
-            **_in_place(results),
+            **_in_place(results, [g[0].k for g in groups for _ in g[3]]),
             "parse_failed": sum(1 for r in results if r.failure_reason) / len(results),
             "response_length": sum(lengths) / len(lengths),
             "groups_with_signal": len(active) / len(groups),
@@ -335,14 +335,15 @@ def download_checkpoint(storage: Storage, uri: str, local_dir: Path) -> Path:
     return download_folder(storage, uri, local_dir / name)
 
 
-def _in_place(results: list) -> dict[str, float]:
-    """Share of completions whose k-th answered index is the right frame for its place, per place
-    (``in_place_1`` ... ``in_place_K``; an unparsed completion counts as wrong)."""
-    places = max((len(r.slots) for r in results), default=0)
-    return {
-        f"in_place_{k + 1}": sum(1 for r in results if len(r.slots) > k and r.slots[k].in_place) / len(results)
-        for k in range(places)
-    }
+def _in_place(results: list, ks: list[int]) -> dict[str, float]:
+    """Per answer place k, the share of the completions asked for at least k indices whose k-th
+    index is the right frame for its place (``in_place_1`` ... ``in_place_K``; an unparsed
+    completion counts as wrong)."""
+    out = {}
+    for k in range(max(ks, default=0)):
+        asked = [r for r, n in zip(results, ks, strict=True) if n > k]
+        out[f"in_place_{k + 1}"] = sum(1 for r in asked if len(r.slots) > k and r.slots[k].in_place) / len(asked)
+    return out
 
 
 def _mean(results: list, name: str) -> float:
