@@ -81,3 +81,18 @@ def mvp_predict(port: int, uris: list[str], sample_id: str = "s1", timeout: floa
         headers={"Content-Type": "application/json"},
     )
     return json.loads(urllib.request.urlopen(request, timeout=timeout).read())
+
+
+def procedural_examples(folder: Path, seed: int) -> list:
+    """Training examples (frames loaded) from a small real corpus job on two procedural videos:
+    N=5, K=2, l=2, two samples per video; written under ``folder``, no store involved."""
+    from mvp.common.settings import StoreSettings
+    from mvp.common.storage import Storage
+    from mvp.common.synth_config import SynthConfig
+    from mvp.synth.corpus import run_corpus
+    from mvp.trainer.data import load_examples
+
+    write_corpus(folder / "videos", 2, seed=seed, seconds=12)
+    config = SynthConfig(num_frames=5, num_masked=2, num_distractors=2, samples_per_video=2)
+    run_corpus(StoreSettings(), str(folder / "videos"), str(folder / "samples"), config, workers=1)
+    return load_examples(Storage(), str(folder / "samples" / "samples.jsonl"))

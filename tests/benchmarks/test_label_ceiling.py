@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.benchmarks.scripts import load_benchmark
+from tests.media import procedural_examples
 
 
 @pytest.fixture(scope="module")
@@ -32,21 +33,12 @@ def test_slot_accuracy_counts_each_place_and_whole_selections(ceiling) -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_a_supervised_epoch_fits_the_labels(ceiling, tmp_path: Path) -> None:
-    from mvp.common.procedural import write_corpus
-    from mvp.common.settings import StoreSettings
-    from mvp.common.storage import Storage
-    from mvp.common.synth_config import SynthConfig
     from mvp.model.policy import Policy
     from mvp.model.tiny import ensure_tiny_model
-    from mvp.synth.corpus import run_corpus
     from mvp.trainer.config import LocalTrainConfig
-    from mvp.trainer.data import load_examples
     from mvp.trainer.local import select_trainable
 
-    write_corpus(tmp_path / "videos", 2, seed=4400, seconds=12)
-    synth = SynthConfig(num_frames=5, num_masked=2, num_distractors=2, samples_per_video=2)
-    run_corpus(StoreSettings(), str(tmp_path / "videos"), str(tmp_path / "samples"), synth, workers=1)
-    examples = load_examples(Storage(), str(tmp_path / "samples" / "samples.jsonl"))
+    examples = procedural_examples(tmp_path, seed=4400)
     torch.manual_seed(0)
     policy = Policy(ensure_tiny_model())
     trainable = select_trainable(policy.model, LocalTrainConfig(train_embeddings=True, train_vision=True))

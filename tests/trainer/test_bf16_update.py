@@ -13,11 +13,8 @@ import pytest
 import torch
 
 from mvp.clients import RewardClient
-from mvp.common.procedural import write_corpus
-from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
-from mvp.common.synth_config import SynthConfig
-from mvp.synth.corpus import run_corpus
+from tests.media import procedural_examples
 from tests.procs import Proc
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -41,12 +38,8 @@ def _update(policy, examples, score, bf16: bool) -> torch.Tensor:
 def test_bf16_update_moves_the_weights_like_fp32(reward_server: Proc, tmp_path: Path) -> None:
     from mvp.model.policy import Policy
     from mvp.model.tiny import ensure_tiny_model
-    from mvp.trainer.data import load_examples
 
-    write_corpus(tmp_path / "videos", 2, seed=4200, seconds=12)
-    config = SynthConfig(num_frames=5, num_masked=2, num_distractors=2, samples_per_video=2)
-    run_corpus(StoreSettings(), str(tmp_path / "videos"), str(tmp_path / "samples"), config, workers=1)
-    examples = load_examples(Storage(), str(tmp_path / "samples" / "samples.jsonl"))
+    examples = procedural_examples(tmp_path, seed=4200)
     client = RewardClient(f"127.0.0.1:{reward_server.ports['grpc']}")
 
     base = Policy(ensure_tiny_model())

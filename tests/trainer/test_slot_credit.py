@@ -12,11 +12,8 @@ import pytest
 import torch
 
 from mvp.clients import RewardClient
-from mvp.common.procedural import write_corpus
-from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
-from mvp.common.synth_config import SynthConfig
-from mvp.synth.corpus import run_corpus
+from tests.media import procedural_examples
 from tests.procs import Proc
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -69,13 +66,9 @@ def test_index_tokens_get_their_own_slots_advantage(reward_server: Proc) -> None
 def test_a_grpo_step_with_slot_credit_trains_and_logs_each_place(reward_server: Proc, tmp_path: Path) -> None:
     from mvp.model.policy import Policy
     from mvp.model.tiny import ensure_tiny_model
-    from mvp.trainer.data import load_examples
     from mvp.trainer.local import LocalTrainConfig, LocalTrainer
 
-    write_corpus(tmp_path / "videos", 2, seed=4300, seconds=12)
-    synth = SynthConfig(num_frames=5, num_masked=2, num_distractors=2, samples_per_video=2)
-    run_corpus(StoreSettings(), str(tmp_path / "videos"), str(tmp_path / "samples"), synth, workers=1)
-    examples = load_examples(Storage(), str(tmp_path / "samples" / "samples.jsonl"))
+    examples = procedural_examples(tmp_path, seed=4300)
     client = RewardClient(f"127.0.0.1:{reward_server.ports['grpc']}")
     config = LocalTrainConfig(
         prompts_per_step=2, n_samples_per_prompt=6, max_new_tokens=8, lr=1e-3, entropy_coef=0.01, slot_credit=True
