@@ -20,7 +20,7 @@ LABEL = Label(answer=(3, 1, 5, 2), num_candidates=8)
 
 
 def r(text: str, label: Label = LABEL, config: RewardConfig = CFG) -> core.RewardResult:
-    return score(text, label, config)
+    return score(text, label, config, slots=True)
 
 
 def test_correct_answer_earns_maximum() -> None:
@@ -137,6 +137,7 @@ def test_slots_follow_the_last_answer_block_and_its_brackets() -> None:
     assert [text[a:b] for a, b in spans] == ["3", "1", "5", "2"]
     assert spans[0][0] > text.index("no:")
     assert r("<answer>3, 3, 5, 2</answer>").slots == []  # a failed parse has no slots
+    assert score(text, LABEL, CFG).slots == []  # nor a result nobody asked them for
 
 
 def test_slot_soft_credit_for_a_gap_adjacent_distractor() -> None:
@@ -240,7 +241,13 @@ completion_text = st.one_of(
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(text=completion_text, label=labels)
 def test_never_raises_and_stays_in_range(text: str, label: Label) -> None:
-    result = score(text, label, CFG)
+    result = score(text, label, CFG, slots=True)
+    plain = score(text, label, CFG)  # without spans the parser takes its faster path: same verdict
+    assert (plain.reward, plain.failure_reason, plain.parsed_answer) == (
+        result.reward,
+        result.failure_reason,
+        result.parsed_answer,
+    )
     assert 0.0 <= result.reward <= 1.0
     for value in result.components().values():
         assert 0.0 <= value <= 1.0

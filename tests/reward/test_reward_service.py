@@ -43,7 +43,10 @@ def test_batched_score_keeps_order_and_components(reward_server: Proc) -> None:
     assert results[2].failure_reason == "no_answer_tag"
     assert results[3].failure_reason == "duplicate_index"
     assert list(results[0].parsed_answer) == [3, 1, 5, 2]
+    assert not any(r.slots for r in results), "slots only when asked for"
     # per-slot credit travels over the wire: where each index is written and what it earns alone
+    with RewardClient(addr(reward_server)) as client:
+        results = client.score(completions, [LABEL] * 4, include_slots=True)
     slots = results[1].slots
     assert [completions[1][s.start : s.end] for s in slots] == ["2", "5", "1", "3"]
     assert [s.selected for s in slots] == [True] * 4 and not any(s.in_place for s in slots)

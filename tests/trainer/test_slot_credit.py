@@ -43,7 +43,7 @@ def test_index_tokens_get_their_own_slots_advantage(reward_server: Proc) -> None
     completions = _completions(policy, texts)
     assert policy.decode(completions) == texts
     with RewardClient(f"127.0.0.1:{reward_server.ports['grpc']}") as client:
-        results = client.score(texts, [label] * len(texts))
+        results = client.score(texts, [label] * len(texts), include_slots=True)
     rewards = torch.tensor([r.reward for r in results])
     assert rewards[0] == rewards[1], "the first two are alike to a per-sequence reward"
     sequence = group_advantages(rewards.unsqueeze(0), estimator="dr_grpo")[0]

@@ -29,8 +29,10 @@ class RewardClient(BaseClient):
         completions: Sequence[str],
         labels: Sequence[str | sample_pb2.Label],
         config: reward_pb2.RewardConfig | None = None,
+        include_slots: bool = False,
     ) -> list[reward_pb2.RewardResult]:
-        """Scores ``completions[i]`` against ``labels[i]`` (a JSON label string or a Label message).
+        """Scores ``completions[i]`` against ``labels[i]`` (a JSON label string or a Label message);
+        ``include_slots`` also returns each answered index's own credit (``RewardResult.slots``).
 
         Batches larger than ``chunk_size`` are split into several calls; results keep input order.
         Raises ``grpc.RpcError`` (INVALID_ARGUMENT) for an invalid label and
@@ -45,7 +47,7 @@ class RewardClient(BaseClient):
                     completions[start : start + self.chunk_size], labels[start : start + self.chunk_size], strict=True
                 )
             ]
-            request = reward_pb2.ScoreRequest(items=items, config=config)
+            request = reward_pb2.ScoreRequest(items=items, config=config, include_slots=include_slots)
             try:
                 response = self.stub.Score(
                     request,

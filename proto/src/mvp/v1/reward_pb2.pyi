@@ -80,12 +80,14 @@ class AnswerSlot(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., selected: _Optional[bool] = ..., in_place: _Optional[bool] = ..., reward: _Optional[float] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("items", "config")
+    __slots__ = ("items", "config", "include_slots")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[ScoreItem]
     config: RewardConfig
-    def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ..., config: _Optional[_Union[RewardConfig, _Mapping]] = ...) -> None: ...
+    include_slots: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[ScoreItem, _Mapping]]] = ..., config: _Optional[_Union[RewardConfig, _Mapping]] = ..., include_slots: _Optional[bool] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("results",)
@@ -94,14 +96,16 @@ class ScoreResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[RewardResult, _Mapping]]] = ...) -> None: ...
 
 class ScoreStreamRequest(_message.Message):
-    __slots__ = ("request_id", "item", "config")
+    __slots__ = ("request_id", "item", "config", "include_slots")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     item: ScoreItem
     config: RewardConfig
-    def __init__(self, request_id: _Optional[str] = ..., item: _Optional[_Union[ScoreItem, _Mapping]] = ..., config: _Optional[_Union[RewardConfig, _Mapping]] = ...) -> None: ...
+    include_slots: bool
+    def __init__(self, request_id: _Optional[str] = ..., item: _Optional[_Union[ScoreItem, _Mapping]] = ..., config: _Optional[_Union[RewardConfig, _Mapping]] = ..., include_slots: _Optional[bool] = ...) -> None: ...
 
 class ScoreStreamResponse(_message.Message):
     __slots__ = ("request_id", "result", "error")

@@ -170,10 +170,11 @@ def _soft_credit(answer: list[int], label: Label, config: RewardConfig) -> float
     return total / len(label.answer)
 
 
-def score(completion: str, label: Label, config: RewardConfig) -> RewardResult:
-    """Scores one completion; never raises for any completion text."""
+def score(completion: str, label: Label, config: RewardConfig, slots: bool = False) -> RewardResult:
+    """Scores one completion; never raises for any completion text. ``slots``: also each answered
+    index's own credit (``RewardResult.slots``)."""
     k = len(label.answer)
-    parsed = parse_answer(completion, k, label.num_candidates, label.index_base)
+    parsed = parse_answer(completion, k, label.num_candidates, label.index_base, with_spans=slots)
     if parsed.failure_reason:
         return RewardResult(
             failure_reason=parsed.failure_reason,
@@ -202,7 +203,7 @@ def score(completion: str, label: Label, config: RewardConfig) -> RewardResult:
         exact=exact,
         soft=soft,
         parsed_answer=answer,
-        slots=slot_credits(answer, parsed.spans, label, config),
+        slots=slot_credits(answer, parsed.spans, label, config) if slots else [],
     )
 
 

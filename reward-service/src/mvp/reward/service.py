@@ -54,7 +54,9 @@ def result_to_proto(result: core.RewardResult) -> reward_pb2.RewardResult:
         failure_reason=result.failure_reason,
         failure_detail=result.failure_detail,
         parsed_answer=result.parsed_answer,
-        slots=[
+        slots=None
+        if not result.slots
+        else [
             reward_pb2.AnswerSlot(
                 start=slot.start, end=slot.end, selected=slot.selected, in_place=slot.in_place, reward=slot.reward
             )
@@ -111,7 +113,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid reward config: {exc}")
         try:
-            return await asyncio.to_thread(_score_request, items, self.scorer.label_of, config)
+            return await asyncio.to_thread(_score_request, items, self.scorer.label_of, config, request.include_slots)
         except _BadItemError as bad:
             metrics.INVALID_LABELS.labels("grpc").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"items[{bad.index}]: invalid label: {bad.error}")
@@ -123,7 +125,12 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             try:
                 config = self.scorer.config_for(request.config if request.HasField("config") else None)
                 (result,) = await asyncio.to_thread(
-                    _scored, [(request.item.completion, request.item)], self.scorer.label_of, config, "grpc_stream"
+                    _scored,
+                    [(request.item.completion, request.item)],
+                    self.scorer.label_of,
+                    config,
+                    "grpc_stream",
+                    request.include_slots,
                 )
             except (ValueError, _BadItemError) as exc:
                 metrics.INVALID_LABELS.labels("grpc_stream").inc()
@@ -145,7 +152,9 @@ class _BadItemError(Exception):
         self.index, self.error = index, error
 
 
-def _scored(items: list, resolve, config: core.RewardConfig, transport: str) -> list[core.RewardResult]:
+def _scored(
+    items: list, resolve, config: core.RewardConfig, transport: str, slots: bool = False
+) -> list[core.RewardResult]:
     """Resolves each ``(completion, truth)`` item's label with ``resolve``, scores it and records the
     batch's metrics under ``transport``. Called in a worker thread, so neither label parsing nor
     scoring runs on the event loop (health checks and other calls stay answered); a bad label raises
@@ -157,15 +166,15 @@ def _scored(items: list, resolve, config: core.RewardConfig, transport: str) -> 
             label = resolve(truth)
         except core.InvalidLabelError as exc:
             raise _BadItemError(i, exc) from None
-        results.append(core.score(completion, label, config))
+        results.append(core.score(completion, label, config, slots))
     metrics.record(results, transport, time.perf_counter() - t0)
     return results
 
 
-def _score_request(items, resolve, config: core.RewardConfig) -> reward_pb2.ScoreResponse:
+def _score_request(items, resolve, config: core.RewardConfig, slots: bool = False) -> reward_pb2.ScoreResponse:
     """A gRPC Score call's work, all of it in a worker thread, the response message included (for a
     batch of thousands, building it costs more than scoring)."""
-    results = _scored([(item.completion, item) for item in items], resolve, config, "grpc")
+    results = _scored([(item.completion, item) for item in items], resolve, config, "grpc", slots)
     return reward_pb2.ScoreResponse(results=[result_to_proto(r) for r in results])
 
 
