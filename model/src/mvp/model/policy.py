@@ -205,27 +205,25 @@ class Policy:
         after = torch.cumsum(is_eos.int(), dim=1) - is_eos.int()
         return (after == 0).float()
 
+    def _text(self, ids: list[int]) -> str:
+        """A completion's text as the reward sees it: special tokens kept, the end of turn dropped."""
+        return self.tokenizer.decode(ids, skip_special_tokens=False).replace("<|im_end|>", "")
+
     def decode(self, completions: torch.Tensor) -> list[str]:
-        mask = self.completion_mask(completions)
-        return [
-            self.tokenizer.decode(row[: int(m.sum())].tolist(), skip_special_tokens=False).replace("<|im_end|>", "")
-            for row, m in zip(completions, mask, strict=True)
-        ]
+        lengths = self.completion_mask(completions).sum(1).int().tolist()
+        return [self._text(row[:n]) for row, n in zip(completions.tolist(), lengths, strict=True)]
 
     def token_char_spans(self, completions: torch.Tensor) -> list[list[tuple[int, int]]]:
         """For each completion, the [start, end) of every generated token in its ``decode`` text
         (end-of-turn and padding tokens: empty spans at the end of the text)."""
-        mask = self.completion_mask(completions)
+        lengths = self.completion_mask(completions).sum(1).int().tolist()
         spans = []
-        for row, m in zip(completions, mask, strict=True):
-            ids = row.tolist()
+        for ids, n in zip(completions.tolist(), lengths, strict=True):
+            ends = [len(self._text(ids[: t + 1])) for t in range(n)]
+            ends += [ends[-1] if ends else 0] * (len(ids) - n)
             row_spans, previous = [], 0
-            for t in range(len(ids)):
-                if t < int(m.sum()):
-                    text = self.tokenizer.decode(ids[: t + 1], skip_special_tokens=False).replace("<|im_end|>", "")
-                    end = max(previous, len(text))
-                else:
-                    end = previous
+            for end in ends:
+                end = max(previous, end)
                 row_spans.append((previous, end))
                 previous = end
             spans.append(row_spans)

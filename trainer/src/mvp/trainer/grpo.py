@@ -44,11 +44,8 @@ def slot_advantages(
     every other token keeps the sequence advantage. So the index that was right is reinforced
     and the one beside it that was wrong is not, instead of both sharing one number."""
     per_slot = group_advantages(slot_rewards.T, eps, estimator).T  # (G, K), over the group per place
-    out = sequence.unsqueeze(1).expand_as(token_slot).clone()
-    for k in range(slot_rewards.shape[1]):
-        hit = token_slot == k
-        out[hit] = per_slot[:, k].unsqueeze(1).expand_as(token_slot)[hit]
-    return out
+    own = per_slot.gather(1, token_slot.clamp(min=0))  # (G, T): each token's place's advantage
+    return torch.where(token_slot >= 0, own, sequence.unsqueeze(1))
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
