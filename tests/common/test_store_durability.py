@@ -101,3 +101,29 @@ def test_a_restarted_store_opens_its_port_only_when_every_object_is_back(tmp_pat
         assert "objects_loaded=3000" in store.log()
     finally:
         store.stop()
+
+
+def test_loading_a_data_folder_reports_progress(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A large data folder takes minutes to load; the store says how far it got while it loads, so a
+    supervisor waiting for its port can tell a slow load from a hung one."""
+    from moto.server import ThreadedMotoServer
+
+    from mvp.common.store_cli import load_snapshot
+
+    sizes = [10, 200, 3000]
+    for i, size in enumerate(sizes):
+        path = object_path(tmp_path / "data", "progress", f"obj-{i}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        storage = Storage(StoreSettings(endpoint=f"http://{host}:{port}"))
+        with caplog.at_level("INFO", logger="mvp.common.store_cli"):
+            assert load_snapshot(storage, tmp_path / "data", progress_every_s=0) == 3
+    finally:
+        server.stop()
+    lines = [r for r in caplog.records if r.getMessage() == "loading data folder"]
+    assert [r.objects_loaded for r in lines] == [1, 2, 3]
+    assert [r.bytes_loaded for r in lines] == [10, 210, 3210]

@@ -80,9 +80,17 @@ class Supervisor:
             self.children.append(child)
         return child
 
-    def wait_ready(self, child: Child, ready: Callable[[], bool], timeout: float) -> None:
+    def wait_ready(
+        self, child: Child, ready: Callable[[], bool], timeout: float, progress: Callable[[], object] | None = None
+    ) -> None:
+        """Waits until ``ready()``; fails if the child exits or ``timeout`` passes. With ``progress``,
+        the timeout counts from the last time its value changed (a child that reports progress while
+        it starts, e.g. a store loading a large data folder, is slow, not stuck)."""
         deadline = time.monotonic() + timeout
+        seen = progress() if progress else None
         while time.monotonic() < deadline:
+            if progress and (now := progress()) != seen:
+                seen, deadline = now, time.monotonic() + timeout
             self.check_interrupted()
             if child.popen.poll() is not None:
                 raise StageError(
@@ -95,7 +103,8 @@ class Supervisor:
             except Exception:  # noqa: BLE001, S110 - not ready yet
                 pass
             time.sleep(0.2)
-        raise StageError(f"{child.name} not ready after {timeout:.0f}s; log {child.log_path}:\n{child.tail()}")
+        quiet = " without progress" if progress else ""
+        raise StageError(f"{child.name} not ready after {timeout:.0f}s{quiet}; log {child.log_path}:\n{child.tail()}")
 
     def stop_all(self) -> None:
         for child in reversed(self.children):

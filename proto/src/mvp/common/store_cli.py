@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from pydantic import Field
@@ -124,17 +125,24 @@ def persist_writes(data_dir: Path) -> None:
     S3Backend.create_bucket = create_bucket  # type: ignore[method-assign]
 
 
-def load_snapshot(storage, data_dir: Path) -> int:
-    """Uploads every file under data_dir/<bucket>/<key> into the store. Returns the object count."""
-    count = 0
+def load_snapshot(storage, data_dir: Path, progress_every_s: float = 5.0) -> int:
+    """Uploads every file under data_dir/<bucket>/<key> into the store. Returns the object count.
+    Logs "loading data folder" every ``progress_every_s`` while it runs (a large folder takes
+    minutes; a supervisor waiting for the port can tell a slow load from a hung one)."""
+    count, size = 0, 0
     if not data_dir.is_dir():
         return 0
+    last = time.monotonic()
     for bucket_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         storage.ensure_bucket(bucket_dir.name)
         for path in sorted(p for p in bucket_dir.rglob("*") if p.is_file() and not p.name.endswith(".part")):
             key = "/".join(_unsegment(part) for part in path.relative_to(bucket_dir).parts)
             storage.put_file(str(path), f"s3://{bucket_dir.name}/{key}")
             count += 1
+            size += path.stat().st_size
+            if time.monotonic() - last >= progress_every_s:
+                last = time.monotonic()
+                log.info("loading data folder", extra={"objects_loaded": count, "bytes_loaded": size})
     return count
 
 

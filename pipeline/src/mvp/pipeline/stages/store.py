@@ -35,7 +35,13 @@ def run(job: Pipeline) -> str:
         stop_timeout_s=20.0,
     )
     store = StoreSettings(endpoint=f"http://127.0.0.1:{port}")
-    # "listening" is logged only after the objects of earlier runs are loaded back
-    job.sup.wait_ready(child, lambda: "object store listening" in child.log_path.read_text(), 120)
+    # "listening" is logged only after the objects of earlier runs are loaded back; while they load,
+    # the store logs progress every 5 s, and each line restarts the 120 s bound
+    job.sup.wait_ready(
+        child,
+        lambda: "object store listening" in child.log_path.read_text(),
+        120,
+        progress=lambda: child.log_path.stat().st_size,
+    )
     job.state.store = store
     return f"embedded S3-compatible store on 127.0.0.1:{port}, data in {job.out / 'store'}"
