@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from mvp.common.storage import Storage, download_folder, join
+from mvp.common.storage import Storage, StorageError, download_folder, is_s3, join
 from mvp.model.policy import Encoded, Policy
 from mvp.trainer.config import LocalTrainConfig
 from mvp.trainer.data import Example, random_answer, random_label
@@ -267,6 +268,11 @@ class LocalTrainer:
             join(self.output_uri, "latest.json"), json.dumps({"step": self.step, "uri": uri}).encode()
         )
         log.info("checkpoint written", extra={"step": self.step, "uri": uri})
+        if self.config.max_ckpt_num:
+            try:
+                prune_checkpoints(self.storage, self.output_uri, self.config.max_ckpt_num)
+            except StorageError as exc:  # the next checkpoint retries; training goes on
+                log.warning("old checkpoints not deleted", extra={"error": str(exc)})
         return uri
 
     def resume(self, local_dir: Path) -> bool:
@@ -326,6 +332,27 @@ def checkpoint_uri(output_uri: str, info: dict) -> str:
     if not CHECKPOINT_NAME.fullmatch(name) or uri != join(output_uri.rstrip("/"), name):
         raise CheckpointError(f"latest.json names {uri!r}, not a step-NNNNNN checkpoint under {output_uri}")
     return uri
+
+
+def prune_checkpoints(storage: Storage, output_uri: str, keep: int) -> list[str]:
+    """Deletes the run's step-NNNNNN folders older than its newest ``keep`` (only direct children of
+    ``output_uri`` with that name; never the one latest.json names). Returns the deleted folders."""
+    root = str(Path(output_uri)) if not is_s3(output_uri) else output_uri.rstrip("/")
+    folders: dict[str, list[str]] = {}
+    for obj in storage.list(root):
+        name, _, rest = obj.uri[len(root) + 1 :].partition("/")
+        if CHECKPOINT_NAME.fullmatch(name) and rest:
+            folders.setdefault(name, []).append(obj.uri)
+    latest = join(output_uri, "latest.json")
+    committed = json.loads(storage.get_bytes(latest)).get("uri", "") if storage.exists(latest) else ""
+    stale = [n for n in sorted(folders)[:-keep] if join(output_uri, n) != committed.rstrip("/")]
+    for name in stale:
+        for uri in folders[name]:
+            storage.delete(uri)
+        if not is_s3(root):
+            shutil.rmtree(Path(root) / name, ignore_errors=True)
+        log.info("checkpoint deleted", extra={"uri": join(output_uri, name), "keep": keep})
+    return [join(output_uri, n) for n in stale]
 
 
 def download_checkpoint(storage: Storage, uri: str, local_dir: Path) -> Path:

@@ -91,6 +91,7 @@ class Recipe(_Section):
     lr: float = Field(1e-6, gt=0, description="Actor learning rate.")
     seed: int = Field(42, description="Training seed.")
     save_steps: int = Field(20, description="Checkpoint every N steps.")
+    max_ckpt_num: int = Field(3, ge=1, description="DeepSpeed checkpoints kept (--ckpt.max_num).")
     eval_steps: int = Field(10, description="Evaluate every N steps.")
     freeze_visual_encoder: bool = Field(False, description="Train only the language model.")
     zero_stage: int = Field(3, ge=0, le=3, description="DeepSpeed ZeRO stage.")
@@ -155,6 +156,7 @@ def build_args(recipe: Recipe, prompt_dataset: str, eval_dataset: str | None = N
         "--ckpt.output_dir": recipe.output_dir,
         "--ckpt.path": f"{recipe.output_dir.rstrip('/')}/ds_checkpoints",
         "--ckpt.save_steps": recipe.save_steps,
+        "--ckpt.max_num": recipe.max_ckpt_num,
         **{flag: getattr(g, name) for name, flag in OPENRLHF_FLAGS.items()},
     }
     switches = [
