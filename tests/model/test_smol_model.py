@@ -141,3 +141,29 @@ def test_alignment_writes_weights_that_the_assembly_merges(tmp_path):
     params, merged_params = dict(base.named_parameters()), dict(merged.named_parameters())
     assert torch.allclose(merged_params[name], params[name] + b @ a, atol=1e-6)
     assert float((b @ a).abs().max()) > 0  # training moved the delta away from its zero start
+
+
+def test_pick_stage_asks_about_one_named_reference_among_all_their_neighbours():
+    """'pick': K references, every reference's neighbour among the candidates, the question names one
+    reference; the answer is that reference's neighbour (so the others' neighbours are wrong), and
+    every reference is asked about."""
+    import random
+    import re
+
+    from mvp.model.align import AlignConfig
+    from mvp.model.tasks import make_sample
+
+    rng = random.Random(5)
+    asked = set()
+    for _ in range(60):
+        s = make_sample(rng, [7, 8], 20, 2, 7, "pick")
+        refs, candidates = s.frames[:2], s.frames[2:]
+        assert s.k == 1 and len(s.answer) == 1 and len(candidates) == s.num_candidates == 9
+        j = int(re.search(r"after Reference (\d)\?", s.prompt).group(1)) - 1
+        asked.add(j)
+        neighbours = [i for i, c in enumerate(candidates, 1) for r in refs if abs(c[1] - r[1]) == 1]
+        assert len(neighbours) == 2  # both references' neighbours are candidates
+        assert abs(candidates[s.answer[0] - 1][1] - refs[j][1]) == 1
+        assert s.prompt.count("<image>") == len(s.frames) and "<answer>c1</answer>" in s.prompt
+    assert asked == {0, 1}
+    assert AlignConfig(curriculum="2:7:pick:5").stages() == [(2, 7, "pick", 5)]

@@ -38,10 +38,11 @@ class AlignConfig(BaseSettings):
     held_out_samples: int = Field(24, ge=1, description="Held-out samples per curriculum stage.")
     curriculum: str = Field(
         "1:2:other:700,2:3:other:300,2:3:same:400,3:3:same:400",
-        description="Stages, easiest first, each K:l:other|same|near|close:samples (K references, l distractors "
+        description="Stages, easiest first, each K:l:other|same|near|close|pick:samples (K references, l distractors "
         "from other videos or from the same video, trained for that many samples; 'near' asks for the candidate "
         "filmed one second before or after each reference: no exact copies, distractors >= 3 s from every "
-        "reference; 'close' the same with distractors >= 2 s) "
+        "reference; 'close' the same with distractors >= 2 s; 'pick' a 'close' sample whose question names one "
+        "reference, with every reference's neighbour among the candidates) "
         "or where|motion:samples (scene facts: where a named object is, which way it moved).",
     )
     init: Path | None = Field(
@@ -69,7 +70,8 @@ class AlignConfig(BaseSettings):
                     raise ValueError(part)
             except ValueError as exc:
                 raise ValueError(
-                    f"curriculum stage {part!r} is neither K:l:other|same|near|close:samples nor where|motion:samples"
+                    f"curriculum stage {part!r} is neither K:l:other|same|near|close|pick:samples "
+                    "nor where|motion:samples"
                 ) from exc
             if stage[0] < 1 or stage[1] < 0 or stage[3] < 1:
                 raise ValueError(f"curriculum stage {part!r}: need K >= 1, l >= 0, samples >= 1")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from mvp.common.procedural import SceneObject
 
-MATCH_KINDS = ("other", "same", "near", "close")
+MATCH_KINDS = ("other", "same", "near", "close", "pick")
 FACT_KINDS = ("where", "motion")
 STAGE_KINDS = MATCH_KINDS + FACT_KINDS
 NEAR_MIN_DISTANCE = 3  # seconds between a 'near' stage's distractors (and other references) and each reference
@@ -84,6 +84,8 @@ def make_sample(
     video = rng.choice(videos)
     if where in DISTRACTOR_DISTANCE:
         return _near_sample(rng, video, frames_per_video, k, n_distract, DISTRACTOR_DISTANCE[where])
+    if where == "pick":
+        return _pick_sample(rng, video, frames_per_video, k, n_distract)
     refs = [(video, f) for f in rng.sample(range(frames_per_video), k)]
     if where == "same":
         others = [f for f in range(frames_per_video) if (video, f) not in refs]
@@ -119,6 +121,21 @@ def _near_sample(
     answer = [candidates.index((video, f)) + 1 for f in neighbours]
     prompt = render_prompt(k, len(candidates), near=True)
     return AlignSample(prompt, [(video, f) for f in refs] + candidates, answer, k, len(candidates))
+
+
+def _pick_sample(rng: random.Random, video: int, frames_per_video: int, k: int, n_distract: int) -> AlignSample:
+    """A 'close' sample whose question names one of the K references: "which candidate was filmed one
+    second before or after Reference j?". Every reference's neighbour is a candidate, so the other
+    references' neighbours are the hard distractors and which reference to compare with is the whole
+    question (one index answered; chance 1 / (K + l))."""
+    near = _near_sample(rng, video, frames_per_video, k, n_distract, CLOSE_MIN_DISTANCE)
+    j = rng.randrange(k)
+    lines = near.prompt.split("\n")[:-1]
+    lines.append(
+        f"Which candidate was filmed one second before or after Reference {j + 1}? Give the candidate number "
+        "as <answer>c1</answer>."
+    )
+    return AlignSample("\n".join(lines), near.frames, [near.answer[j]], 1, near.num_candidates)
 
 
 # --- scene facts -------------------------------------------------------------------------------
