@@ -192,7 +192,7 @@ def test_old_checkpoints_are_deleted_beyond_max_ckpt_num(
     samples_uri: str, reward_server: Proc, s3_server: Proc, s3_settings: StoreSettings, tmp_path: Path
 ) -> None:
     """A checkpoint every step with --max-ckpt-num 2: only the newest two step folders stay, latest.json
-    names the last, and a checkpoint that latest.json names is never deleted (unit: prune_checkpoints)."""
+    names the last, and the committed checkpoint is never deleted (unit: prune_checkpoints)."""
     from mvp.trainer.local import prune_checkpoints
 
     cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/keep", tmp_path / "keep", checkpoint_every="1")
@@ -203,16 +203,13 @@ def test_old_checkpoints_are_deleted_beyond_max_ckpt_num(
     assert folders == {"step-000003", "step-000004", "latest.json"}
     assert json.loads(storage.get_bytes("s3://mvp/ck/keep/latest.json"))["step"] == 4
 
-    # latest.json pointing at an older folder (a run resumed from it) keeps that folder
-    storage.put_bytes(
-        "s3://mvp/ck/keep/latest.json", json.dumps({"step": 3, "uri": "s3://mvp/ck/keep/step-000003"}).encode()
-    )
-    assert prune_checkpoints(storage, "s3://mvp/ck/keep", keep=1) == []
+    # the committed checkpoint (here an older folder, as after a resume from it) is never deleted
+    assert prune_checkpoints(storage, "s3://mvp/ck/keep", keep=1, committed="s3://mvp/ck/keep/step-000003") == []
     # a local output folder: other files and names that are not step folders are left alone
     local = tmp_path / "local"
     for name in ("step-000001", "step-000002", "step-000010", "step-1", "notes"):
         (local / name).mkdir(parents=True)
         (local / name / "model.safetensors").write_bytes(b"x")
     (local / "latest.json").write_text(json.dumps({"step": 10, "uri": f"{local}/step-000010"}))
-    assert prune_checkpoints(storage, str(local), keep=2) == [f"{local}/step-000001"]
+    assert prune_checkpoints(storage, str(local), keep=2, committed=f"{local}/step-000010") == [f"{local}/step-000001"]
     assert sorted(p.name for p in local.iterdir()) == ["latest.json", "notes", "step-000002", "step-000010", "step-1"]

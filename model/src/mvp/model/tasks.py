@@ -42,14 +42,19 @@ FRAME_SIZE = (320, 180)  # the generator's default frame (width, height): the pi
 Objects = dict[int, list[list[SceneObject]]]
 
 
-def render_prompt(k: int, num_candidates: int, near: bool = False) -> str:
+def render_prompt(k: int, num_candidates: int, near: bool = False, about: int | None = None) -> str:
+    """The matching question over K references; ``about`` (1-based) asks about that reference only,
+    with one candidate number as the answer."""
     lines = [f"Here are {k} reference frame{'s' if k > 1 else ''} from videos, in no particular order."]
     lines += [f"Reference {i + 1}: <image>" for i in range(k)]
     lines.append("Candidates:")
     lines += [f"Candidate {i + 1}: <image>" for i in range(num_candidates)]
+    question = "was filmed one second before or after" if near else "is an exact copy of"
+    if about is not None:
+        lines.append(f"Which candidate {question} Reference {about}? Give the candidate number as <answer>c1</answer>.")
+        return "\n".join(lines)
     refs = "each reference frame" if k > 1 else "the reference frame"
     placeholders = ", ".join(f"c{j + 1}" for j in range(k))
-    question = "was filmed one second before or after" if near else "is an exact copy of"
     lines.append(
         f"Which candidate {question} {refs}? Give the candidate numbers in the order of the "
         f"references as <answer>{placeholders}</answer>."
@@ -130,12 +135,8 @@ def _pick_sample(rng: random.Random, video: int, frames_per_video: int, k: int, 
     question (one index answered; chance 1 / (K + l))."""
     near = _near_sample(rng, video, frames_per_video, k, n_distract, CLOSE_MIN_DISTANCE)
     j = rng.randrange(k)
-    lines = near.prompt.split("\n")[:-1]
-    lines.append(
-        f"Which candidate was filmed one second before or after Reference {j + 1}? Give the candidate number "
-        "as <answer>c1</answer>."
-    )
-    return AlignSample("\n".join(lines), near.frames, [near.answer[j]], 1, near.num_candidates)
+    prompt = render_prompt(k, near.num_candidates, near=True, about=j + 1)
+    return AlignSample(prompt, near.frames, [near.answer[j]], 1, near.num_candidates)
 
 
 # --- scene facts -------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ class LocalTrainer:
         log.info("checkpoint written", extra={"step": self.step, "uri": uri})
         if self.config.max_ckpt_num:
             try:
-                prune_checkpoints(self.storage, self.output_uri, self.config.max_ckpt_num)
+                prune_checkpoints(self.storage, self.output_uri, self.config.max_ckpt_num, committed=uri)
             except StorageError as exc:  # the next checkpoint retries; training goes on
                 log.warning("old checkpoints not deleted", extra={"error": str(exc)})
         return uri
@@ -334,23 +334,23 @@ def checkpoint_uri(output_uri: str, info: dict) -> str:
     return uri
 
 
-def prune_checkpoints(storage: Storage, output_uri: str, keep: int) -> list[str]:
+def prune_checkpoints(storage: Storage, output_uri: str, keep: int, committed: str) -> list[str]:
     """Deletes the run's step-NNNNNN folders older than its newest ``keep`` (only direct children of
-    ``output_uri`` with that name; never the one latest.json names). Returns the deleted folders."""
-    root = str(Path(output_uri)) if not is_s3(output_uri) else output_uri.rstrip("/")
+    ``output_uri`` with that name; never ``committed``, the one latest.json names). Returns the
+    deleted folders."""
+    root = output_uri.rstrip("/") if is_s3(output_uri) else str(Path(output_uri))
     folders: dict[str, list[str]] = {}
     for obj in storage.list(root):
         name, _, rest = obj.uri[len(root) + 1 :].partition("/")
         if CHECKPOINT_NAME.fullmatch(name) and rest:
             folders.setdefault(name, []).append(obj.uri)
-    latest = join(output_uri, "latest.json")
-    committed = json.loads(storage.get_bytes(latest)).get("uri", "") if storage.exists(latest) else ""
     stale = [n for n in sorted(folders)[:-keep] if join(output_uri, n) != committed.rstrip("/")]
     for name in stale:
-        for uri in folders[name]:
-            storage.delete(uri)
-        if not is_s3(root):
-            shutil.rmtree(Path(root) / name, ignore_errors=True)
+        if is_s3(root):
+            for uri in folders[name]:
+                storage.delete(uri)
+        else:
+            shutil.rmtree(Path(root) / name)
         log.info("checkpoint deleted", extra={"uri": join(output_uri, name), "keep": keep})
     return [join(output_uri, n) for n in stale]
 
