@@ -167,3 +167,44 @@ def test_pick_stage_asks_about_one_named_reference_among_all_their_neighbours():
         assert s.prompt.count("<image>") == len(s.frames) and "<answer>c1</answer>" in s.prompt
     assert asked == {0, 1}
     assert AlignConfig(curriculum="2:7:pick:5").stages() == [(2, 7, "pick", 5)]
+
+
+def test_alignment_can_widen_its_lora_targets_from_earlier_weights(tmp_path):
+    """An alignment stage that adds k/o/MLP targets continues from q/v weights: the q/v pairs and
+    the merger load as saved, the new targets start at B = 0 (the model is unchanged until they
+    train), and a file with pairs this run would not train is refused."""
+    from safetensors.torch import save_file
+
+    from mvp.model import tiny
+    from mvp.model.align import add_lora, load_trainable
+    from mvp.model.settings import AlignConfig
+
+    def model():
+        return tiny.build_model(tiny.build_tokenizer(tiny.TINY["vocab_size"]), tiny.TINY)
+
+    earlier = model()
+    qv = add_lora(earlier, 2, ("q_proj", "v_proj"))
+    state = {f"merger.{k}": v for k, v in earlier.model.visual.merger.state_dict().items()}
+    for name, m in qv.items():
+        torch.nn.init.normal_(m.B)
+        state[f"lora.{name}.A"], state[f"lora.{name}.B"] = m.A.detach(), m.B.detach()
+    path = tmp_path / "qv.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+
+    wider = model()
+    targets = AlignConfig(lora_targets="q_proj,v_proj,o_proj,down_proj").targets()
+    loras = add_lora(wider, 2, targets)
+    fresh = load_trainable(path, wider.model.visual.merger, loras)
+    layers = tiny.TINY["text"]["num_hidden_layers"]
+    assert len(loras) == 4 * layers and len(fresh) == 2 * layers
+    assert all(n.endswith(("o_proj.weight", "down_proj.weight")) for n in fresh)
+    for name, m in loras.items():
+        if name in fresh:
+            assert not m.B.any()
+        else:
+            assert torch.equal(m.B, qv[name].B.detach())
+
+    with pytest.raises(ValueError, match="does not train"):
+        load_trainable(path, model().model.visual.merger, add_lora(model(), 2, ("q_proj",)))
+    with pytest.raises(ValueError, match="lora_targets"):
+        AlignConfig(lora_targets="q_proj,lm_head").targets()

@@ -8,7 +8,8 @@ indices exists before GRPO without ever being an MVP answer. It is supervised (c
 answer tokens only), stage by stage along a curriculum.
 
 Trained: the vision merger (the projector into the language model) and rank-r LoRA deltas on
-the language model's q/v projections. Saved as ``weights/align.safetensors`` (merger + LoRA A/B,
+the language model's projections named by ``lora_targets`` (q/v by default; the attention's k/o
+and the MLP's gate/up/down can be added). Saved as ``weights/align.safetensors`` (merger + LoRA A/B,
 fp16) and merged into the Hugging Face folder by ``smol.assemble``.
 """
 
@@ -28,7 +29,7 @@ from mvp.common.sample import format_answer, parse_answer, prompt_messages
 from mvp.model import smol
 from mvp.model.frames import pixel_rows, video_frames, video_objects
 from mvp.model.policy import Encoded, Policy
-from mvp.model.settings import AlignConfig
+from mvp.model.settings import LORA_TARGETS, AlignConfig
 from mvp.model.tasks import FACT_KINDS, AlignSample, Objects, make_sample
 
 TRAIN_VIDEOS_FROM = 200_000  # frame-seed ranges: disjoint from distillation and from each other
@@ -75,11 +76,11 @@ class LoRA(torch.nn.Module):
         return self.base(x) + (x @ self.A.T) @ self.B.T
 
 
-def add_lora(model, rank: int) -> dict[str, LoRA]:
-    """Wraps the language model's LoRA target projections; returns {weight name: wrapper}."""
+def add_lora(model, rank: int, targets: tuple[str, ...] = LORA_TARGETS) -> dict[str, LoRA]:
+    """Wraps the language model's projections named in ``targets``; returns {weight name: wrapper}."""
     wrapped = {}
     for name, module in list(model.model.language_model.named_modules()):
-        for target in smol.LORA_TARGETS:
+        for target in targets:
             child = getattr(module, target, None)
             if isinstance(child, torch.nn.Linear):
                 lora = LoRA(child, rank)
@@ -147,9 +148,11 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
     for p in merger.parameters():
         p.requires_grad_(True)
     torch.manual_seed(config.seed)
-    loras = add_lora(model, config.lora_rank)
+    loras = add_lora(model, config.lora_rank, config.targets())
     if config.init is not None:
-        load_trainable(config.init, merger, loras)
+        fresh = load_trainable(config.init, merger, loras)
+        if fresh:
+            log(f"{len(fresh)} LoRA targets not in {config.init} start from zero (B = 0), e.g. {fresh[0]}")
     lora_params = [p for m in loras.values() for p in (m.A, m.B)]
     opt = torch.optim.AdamW(
         [
@@ -215,19 +218,34 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
     return summary
 
 
-def load_trainable(path: Path, merger: torch.nn.Module, loras: dict[str, LoRA]) -> None:
-    """Earlier alignment weights (``align.safetensors`` layout) into the merger and LoRA wrappers."""
+def load_trainable(path: Path, merger: torch.nn.Module, loras: dict[str, LoRA]) -> list[str]:
+    """Earlier alignment weights (``align.safetensors`` layout) into the merger and LoRA wrappers.
+
+    A wrapper with no pair in the file (a target the earlier stage did not train) keeps B = 0, so
+    it starts as the weights it wraps; its name is returned. A file pair with another rank, or a
+    pair for a target this run does not wrap, is an error: the merged model would differ.
+    """
     from safetensors.torch import load_file
 
     state = load_file(str(path))
     merger.load_state_dict({k.removeprefix("merger."): v.float() for k, v in state.items() if k.startswith("merger.")})
+    stray = {k.removeprefix("lora.").removesuffix(".A") for k in state if k.startswith("lora.") and k.endswith(".A")}
+    stray -= set(loras)
+    if stray:
+        first = sorted(stray)[0]
+        raise ValueError(f"{path}: LoRA pairs this run does not train ({first} and {len(stray) - 1} more)")
+    fresh = []
     with torch.no_grad():
         for name, m in loras.items():
             a, b = state.get(f"lora.{name}.A"), state.get(f"lora.{name}.B")
+            if a is None and b is None:
+                fresh.append(name)
+                continue
             if a is None or b is None or a.shape != m.A.shape:
                 raise ValueError(f"{path}: no LoRA pair of shape {tuple(m.A.shape)} for {name} (another lora_rank?)")
             m.A.copy_(a.float())
             m.B.copy_(b.float())
+    return fresh
 
 
 def plot_curve(curve: list[dict], path: Path) -> None:

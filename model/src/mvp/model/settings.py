@@ -10,6 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.model.tasks import FACT_KINDS, MATCH_KINDS
 
+# The language model's linear projections (one of each per decoder layer) that alignment can
+# give LoRA deltas, and those the committed weights were trained with.
+LORA_TARGET_CHOICES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_TARGETS = ("q_proj", "v_proj")
+
 
 class DistillConfig(BaseSettings):
     """How the vision tower is distilled. The defaults built the committed weights."""
@@ -51,7 +56,12 @@ class AlignConfig(BaseSettings):
     batch: int = Field(8, ge=1, description="Samples per optimiser step.")
     lr_merger: float = Field(2e-3, gt=0, description="Peak learning rate of the vision merger (cosine decay).")
     lr_lora: float = Field(1e-3, gt=0, description="Peak learning rate of the LoRA deltas (cosine decay).")
-    lora_rank: int = Field(16, ge=1, description="Rank of the LoRA deltas on the q/v projections.")
+    lora_rank: int = Field(16, ge=1, description="Rank of the LoRA deltas.")
+    lora_targets: str = Field(
+        ",".join(LORA_TARGETS),
+        description="Language-model projections that get LoRA deltas, comma-separated, from "
+        f"{','.join(LORA_TARGET_CHOICES)} (each in every layer).",
+    )
     seed: int = Field(0, ge=0, description="Seed of initialisation and samples.")
     threads: int = Field(2, ge=1, description="torch CPU threads.")
     eval_every: int = Field(200, ge=1, description="Training samples between held-out evaluations.")
@@ -77,3 +87,10 @@ class AlignConfig(BaseSettings):
                 raise ValueError(f"curriculum stage {part!r}: need K >= 1, l >= 0, samples >= 1")
             out.append(stage)
         return out
+
+    def targets(self) -> tuple[str, ...]:
+        names = tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
+        unknown = [t for t in names if t not in LORA_TARGET_CHOICES]
+        if unknown or not names:
+            raise ValueError(f"lora_targets {self.lora_targets!r}: choose from {','.join(LORA_TARGET_CHOICES)}")
+        return names

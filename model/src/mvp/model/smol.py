@@ -70,7 +70,6 @@ TEXT = {
 }
 ROPE_THETA = 100000.0
 MROPE_SECTION = [16, 8, 8]  # temporal, height, width: sums to head_dim/2 = 32
-LORA_TARGETS = ("q_proj", "v_proj")
 
 
 def load_smollm2():
