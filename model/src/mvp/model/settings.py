@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.model.tasks import FACT_KINDS, MATCH_KINDS
@@ -88,9 +88,13 @@ class AlignConfig(BaseSettings):
             out.append(stage)
         return out
 
+    @field_validator("lora_targets")
+    @classmethod
+    def _known_targets(cls, value: str) -> str:
+        names = [t.strip() for t in value.split(",") if t.strip()]
+        if not names or any(t not in LORA_TARGET_CHOICES for t in names):
+            raise ValueError(f"lora_targets {value!r}: choose from {','.join(LORA_TARGET_CHOICES)}")
+        return ",".join(names)
+
     def targets(self) -> tuple[str, ...]:
-        names = tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
-        unknown = [t for t in names if t not in LORA_TARGET_CHOICES]
-        if unknown or not names:
-            raise ValueError(f"lora_targets {self.lora_targets!r}: choose from {','.join(LORA_TARGET_CHOICES)}")
-        return names
+        return tuple(self.lora_targets.split(","))
