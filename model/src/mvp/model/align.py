@@ -229,8 +229,7 @@ def load_trainable(path: Path, merger: torch.nn.Module, loras: dict[str, LoRA]) 
 
     state = load_file(str(path))
     merger.load_state_dict({k.removeprefix("merger."): v.float() for k, v in state.items() if k.startswith("merger.")})
-    stray = {k.removeprefix("lora.").removesuffix(".A") for k in state if k.startswith("lora.") and k.endswith(".A")}
-    stray -= set(loras)
+    stray = smol.lora_names(state) - set(loras)
     if stray:
         first = sorted(stray)[0]
         raise ValueError(f"{path}: LoRA pairs this run does not train ({first} and {len(stray) - 1} more)")

@@ -206,11 +206,14 @@ def apply_alignment(model, state: dict, source: Path) -> None:
     merger = {k.removeprefix("merger."): v for k, v in state.items() if k.startswith("merger.")}
     _load_part(model, merger, "model.visual.merger.", source)
     with torch.no_grad():
-        for key in state:
-            if key.startswith("lora.") and key.endswith(".A"):
-                name = key.removeprefix("lora.").removesuffix(".A")
-                a, b = state[key].float(), state[f"lora.{name}.B"].float()
-                params[name].add_(b @ a)
+        for name in lora_names(state):
+            a, b = state[f"lora.{name}.A"].float(), state[f"lora.{name}.B"].float()
+            params[name].add_(b @ a)
+
+
+def lora_names(state: dict) -> set[str]:
+    """The weight names an alignment file holds LoRA pairs for (its ``lora.<name>.A`` keys)."""
+    return {k.removeprefix("lora.").removesuffix(".A") for k in state if k.startswith("lora.") and k.endswith(".A")}
 
 
 def assembly_digest() -> str:
