@@ -208,3 +208,61 @@ def test_alignment_can_widen_its_lora_targets_from_earlier_weights(tmp_path):
         load_trainable(path, model().model.visual.merger, add_lora(model(), 2, ("q_proj",)))
     with pytest.raises(ValueError, match="lora_targets"):
         AlignConfig(lora_targets="q_proj,lm_head").targets()
+
+
+def test_alignment_can_train_layers_in_full_from_lora_weights(tmp_path):
+    """Decoder layers trained in full start where LoRA weights left them (the pairs merged in, as
+    the assembly merges them), the other layers keep their LoRA, and the saved file reassembles into
+    the model that was trained; full weights for a layer a run trains through LoRA are refused."""
+    import copy
+
+    from safetensors.torch import load_file, save_file
+
+    from mvp.model import smol, tiny
+    from mvp.model.align import add_lora, alignment_state, full_layer_params, load_trainable
+    from mvp.model.settings import AlignConfig
+
+    torch.manual_seed(0)
+    base = tiny.build_model(tiny.build_tokenizer(tiny.TINY["vocab_size"]), tiny.TINY).eval()
+    layers = tiny.TINY["text"]["num_hidden_layers"]
+    ids = torch.randint(0, base.get_input_embeddings().num_embeddings, (1, 12))
+
+    def hidden(model):
+        with torch.no_grad():
+            return model.model.language_model(input_ids=ids).last_hidden_state
+
+    earlier = copy.deepcopy(base)
+    qv = add_lora(earlier, 2, ("q_proj", "v_proj"))
+    for m in qv.values():
+        torch.nn.init.normal_(m.B, std=0.5)
+    lora_file = tmp_path / "lora.safetensors"
+    save_file(alignment_state(earlier.model.visual.merger, qv, {}), str(lora_file))
+    assembled = copy.deepcopy(base)
+    smol.apply_alignment(assembled, load_file(str(lora_file)), lora_file)
+
+    run = copy.deepcopy(base)
+    first = AlignConfig(full_layers="0-0").full_layer_range()
+    full = full_layer_params(run, first)
+    loras = add_lora(run, 2, ("q_proj", "v_proj"), skip_layers=first)
+    assert load_trainable(lora_file, run.model.visual.merger, loras, full) == []
+    assert len(loras) == 2 * (layers - 1) and not any(".layers.0." in n for n in loras)
+    assert full and all(n.startswith("model.language_model.layers.0.") and p.requires_grad for n, p in full.items())
+    torch.testing.assert_close(hidden(run), hidden(assembled), atol=2e-3, rtol=2e-3)
+    assert not torch.allclose(hidden(run), hidden(base), atol=1e-2)
+
+    with torch.no_grad():  # as if trained
+        for p in full.values():
+            p.add_(0.05 * torch.randn_like(p))
+    full_file = tmp_path / "full.safetensors"
+    save_file(alignment_state(run.model.visual.merger, loras, full), str(full_file))
+    rebuilt = copy.deepcopy(base)
+    smol.apply_alignment(rebuilt, load_file(str(full_file)), full_file)
+    torch.testing.assert_close(hidden(rebuilt), hidden(run), atol=2e-3, rtol=2e-3)
+    assert not torch.allclose(hidden(rebuilt), hidden(assembled), atol=1e-2)
+
+    with pytest.raises(ValueError, match="in full"):
+        load_trainable(full_file, base.model.visual.merger, add_lora(copy.deepcopy(base), 2, ("q_proj", "v_proj")))
+    with pytest.raises(ValueError, match="has layers"):
+        full_layer_params(copy.deepcopy(base), range(0, layers + 1))
+    with pytest.raises(ValueError, match="FIRST-LAST"):
+        AlignConfig(full_layers="3-1")

@@ -9,8 +9,9 @@ answer tokens only), stage by stage along a curriculum.
 
 Trained: the vision merger (the projector into the language model) and rank-r LoRA deltas on
 the language model's projections named by ``lora_targets`` (q/v by default; the attention's k/o
-and the MLP's gate/up/down can be added). Saved as ``weights/align.safetensors`` (merger + LoRA A/B,
-fp16) and merged into the Hugging Face folder by ``smol.assemble``.
+and the MLP's gate/up/down can be added); decoder layers named by ``full_layers`` are trained in
+full instead (no LoRA there). Saved as ``weights/align.safetensors`` (merger, LoRA A/B and any
+full layers' weights, fp16) and merged into the Hugging Face folder by ``smol.assemble``.
 """
 
 from __future__ import annotations
@@ -76,10 +77,16 @@ class LoRA(torch.nn.Module):
         return self.base(x) + (x @ self.A.T) @ self.B.T
 
 
-def add_lora(model, rank: int, targets: tuple[str, ...] = LORA_TARGETS) -> dict[str, LoRA]:
-    """Wraps the language model's projections named in ``targets``; returns {weight name: wrapper}."""
+def add_lora(
+    model, rank: int, targets: tuple[str, ...] = LORA_TARGETS, skip_layers: range = range(0)
+) -> dict[str, LoRA]:
+    """Wraps the language model's projections named in ``targets``, except in the decoder layers
+    ``skip_layers`` (trained in full); returns {weight name: wrapper}."""
     wrapped = {}
     for name, module in list(model.model.language_model.named_modules()):
+        parts = name.split(".")
+        if len(parts) > 1 and parts[0] == "layers" and int(parts[1]) in skip_layers:
+            continue
         for target in targets:
             child = getattr(module, target, None)
             if isinstance(child, torch.nn.Linear):
@@ -87,6 +94,28 @@ def add_lora(model, rank: int, targets: tuple[str, ...] = LORA_TARGETS) -> dict[
                 setattr(module, target, lora)
                 wrapped[f"model.language_model.{name}.{target}.weight"] = lora
     return wrapped
+
+
+def full_layer_params(model, layers: range) -> dict[str, torch.nn.Parameter]:
+    """The parameters of the decoder layers ``layers`` by their names in the model, trainable."""
+    count = len(model.model.language_model.layers)
+    if layers and layers[-1] >= count:
+        raise ValueError(f"full_layers {layers[0]}-{layers[-1]}: the language model has layers 0-{count - 1}")
+    prefix = tuple(f"model.language_model.layers.{i}." for i in layers)
+    params = {name: p for name, p in model.named_parameters() if prefix and name.startswith(prefix)}
+    for p in params.values():
+        p.requires_grad_(True)
+    return params
+
+
+def alignment_state(merger: torch.nn.Module, loras: dict[str, LoRA], full: dict[str, torch.nn.Parameter]) -> dict:
+    """What an alignment run saves (fp16): ``merger.*``, ``lora.<weight>.A/B``, ``full.<param>``."""
+    state = {f"merger.{k}": v.detach() for k, v in merger.state_dict().items()}
+    for name, m in loras.items():
+        state[f"lora.{name}.A"] = m.A.detach()
+        state[f"lora.{name}.B"] = m.B.detach()
+    state.update({f"full.{name}": p.detach() for name, p in full.items()})
+    return {k: v.to(torch.float16).contiguous() for k, v in state.items()}
 
 
 def answer_tokens(policy: Policy, sample: AlignSample) -> int:
@@ -148,19 +177,23 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
     for p in merger.parameters():
         p.requires_grad_(True)
     torch.manual_seed(config.seed)
-    loras = add_lora(model, config.lora_rank, config.targets())
+    full = full_layer_params(model, config.full_layer_range())
+    loras = add_lora(model, config.lora_rank, config.targets(), skip_layers=config.full_layer_range())
     if config.init is not None:
-        fresh = load_trainable(config.init, merger, loras)
+        fresh = load_trainable(config.init, merger, loras, full)
         if fresh:
             log(f"{len(fresh)} LoRA targets not in {config.init} start from zero (B = 0), e.g. {fresh[0]}")
     lora_params = [p for m in loras.values() for p in (m.A, m.B)]
-    opt = torch.optim.AdamW(
-        [
-            {"params": list(merger.parameters()), "lr": config.lr_merger},
-            {"params": lora_params, "lr": config.lr_lora},
-        ],
-        weight_decay=0.0,
-    )
+    groups = [
+        (params, lr)
+        for params, lr in (
+            (list(merger.parameters()), config.lr_merger),
+            (lora_params, config.lr_lora),
+            (list(full.values()), config.lr_full),
+        )
+        if params
+    ]
+    opt = torch.optim.AdamW([{"params": params, "lr": lr} for params, lr in groups], weight_decay=0.0)
     train_bank = FrameBank(processor, TRAIN_VIDEOS_FROM, config.train_videos)
     held_bank = FrameBank(processor, HELD_OUT_VIDEOS_FROM, config.held_out_videos)
     held = held_out_sets(held_bank, config)
@@ -185,7 +218,7 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
                 losses.append(loss.item() * config.batch)
             torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
             lr_scale = 0.5 * (1 + math.cos(math.pi * seen / total))
-            for g, base in zip(opt.param_groups, (config.lr_merger, config.lr_lora), strict=True):
+            for g, (_, base) in zip(opt.param_groups, groups, strict=True):
                 g["lr"] = base * lr_scale
             opt.step()
             seen += config.batch
@@ -197,11 +230,7 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
                 model.train()
                 log(json.dumps(curve[-1]))
     model.eval()
-    state = {f"merger.{k}": v.detach() for k, v in merger.state_dict().items()}
-    for name, m in loras.items():
-        state[f"lora.{name}.A"] = m.A.detach()
-        state[f"lora.{name}.B"] = m.B.detach()
-    state = {k: v.to(torch.float16).contiguous() for k, v in state.items()}
+    state = alignment_state(merger, loras, full)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out), metadata={"config": config.model_dump_json()})
     after = {name: evaluate(policy, held_bank, samples) for name, samples in held.items()}
@@ -218,21 +247,32 @@ def align(config: AlignConfig, out: Path = smol.ALIGN_FILE, log=print) -> dict:
     return summary
 
 
-def load_trainable(path: Path, merger: torch.nn.Module, loras: dict[str, LoRA]) -> list[str]:
-    """Earlier alignment weights (``align.safetensors`` layout) into the merger and LoRA wrappers.
+def load_trainable(
+    path: Path, merger: torch.nn.Module, loras: dict[str, LoRA], full: dict[str, torch.nn.Parameter] | None = None
+) -> list[str]:
+    """Earlier alignment weights (``align.safetensors`` layout) into the merger, the LoRA wrappers
+    and the layers trained in full (``full``: {parameter name: parameter}).
 
     A wrapper with no pair in the file (a target the earlier stage did not train) keeps B = 0, so
-    it starts as the weights it wraps; its name is returned. A file pair with another rank, or a
-    pair for a target this run does not wrap, is an error: the merged model would differ.
+    it starts as the weights it wraps; its name is returned. A pair for a weight that this run
+    trains in full is merged into it (W += BA), as the assembly would. A file pair with another
+    rank, a pair for a target this run does not train, or full weights for a layer this run does not
+    train in full, is an error: the merged model would differ.
     """
     from safetensors.torch import load_file
 
+    full = full or {}
     state = load_file(str(path))
     merger.load_state_dict({k.removeprefix("merger."): v.float() for k, v in state.items() if k.startswith("merger.")})
-    stray = smol.lora_names(state) - set(loras)
+    stray = smol.lora_names(state) - set(loras) - set(full)
     if stray:
         first = sorted(stray)[0]
         raise ValueError(f"{path}: LoRA pairs this run does not train ({first} and {len(stray) - 1} more)")
+    stray = smol.full_names(state) - set(full)
+    if stray:
+        first = sorted(stray)[0]
+        raise ValueError(f"{path}: weights trained in full that this run does not train in full ({first}, ...)")
+    smol.apply_full(full, state, smol.lora_names(state) & set(full))
     fresh = []
     with torch.no_grad():
         for name, m in loras.items():

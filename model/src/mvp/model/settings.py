@@ -62,6 +62,13 @@ class AlignConfig(BaseSettings):
         description="Language-model projections that get LoRA deltas, comma-separated, from "
         f"{','.join(LORA_TARGET_CHOICES)} (each in every layer).",
     )
+    full_layers: str = Field(
+        "",
+        description="Decoder layers of the language model trained in full instead of through LoRA, as "
+        "FIRST-LAST (0-based, e.g. 0-29 for all of mvp-smol's 30); their weights go into the weights file "
+        "(about 7 MB per layer in fp16, so more than a few layers is not a file to commit). Empty: none.",
+    )
+    lr_full: float = Field(3e-5, gt=0, description="Peak learning rate of the layers trained in full (cosine decay).")
     seed: int = Field(0, ge=0, description="Seed of initialisation and samples.")
     threads: int = Field(2, ge=1, description="torch CPU threads.")
     eval_every: int = Field(200, ge=1, description="Training samples between held-out evaluations.")
@@ -96,5 +103,22 @@ class AlignConfig(BaseSettings):
             raise ValueError(f"lora_targets {value!r}: choose from {','.join(LORA_TARGET_CHOICES)}")
         return ",".join(names)
 
+    @field_validator("full_layers")
+    @classmethod
+    def _layer_range(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            first, sep, last = value.partition("-")
+            if not (sep and first.isdigit() and last.isdigit() and int(first) <= int(last)):
+                raise ValueError(f"full_layers {value!r}: expected FIRST-LAST, e.g. 24-29")
+        return value
+
     def targets(self) -> tuple[str, ...]:
         return tuple(self.lora_targets.split(","))
+
+    def full_layer_range(self) -> range:
+        """The decoder layers trained in full (empty when ``full_layers`` is)."""
+        if not self.full_layers:
+            return range(0)
+        first, last = self.full_layers.split("-")
+        return range(int(first), int(last) + 1)

@@ -198,15 +198,27 @@ def _load_part(model, state: dict, prefix: str, source: Path) -> None:
 
 
 def apply_alignment(model, state: dict, source: Path) -> None:
-    """Alignment weights: ``merger.*`` replaces the vision merger; ``lora.<param>.A/B`` pairs
-    are merged into the language model (W += B @ A)."""
-    import torch
-
+    """Alignment weights: ``merger.*`` replaces the vision merger; ``full.<param>`` replaces a
+    language-model parameter (a layer trained in full); ``lora.<param>.A/B`` pairs are merged into
+    the language model (W += B @ A)."""
     params = dict(model.named_parameters())
     merger = {k.removeprefix("merger."): v for k, v in state.items() if k.startswith("merger.")}
     _load_part(model, merger, "model.visual.merger.", source)
+    for name in full_names(state):
+        if name not in params or params[name].shape != state[f"full.{name}"].shape:
+            raise WeightsError(f"{source}: full.{name} does not fit mvp-smol's language model")
+    apply_full(params, state, lora_names(state))
+
+
+def apply_full(params: dict, state: dict, lora: set[str]) -> None:
+    """Copies the file's ``full.<param>`` weights into ``params`` ({name: parameter}), then merges the
+    LoRA pairs named in ``lora`` into them (W += B @ A)."""
+    import torch
+
     with torch.no_grad():
-        for name in lora_names(state):
+        for name in full_names(state):
+            params[name].copy_(state[f"full.{name}"].float())
+        for name in lora:
             a, b = state[f"lora.{name}.A"].float(), state[f"lora.{name}.B"].float()
             params[name].add_(b @ a)
 
@@ -214,6 +226,11 @@ def apply_alignment(model, state: dict, source: Path) -> None:
 def lora_names(state: dict) -> set[str]:
     """The weight names an alignment file holds LoRA pairs for (its ``lora.<name>.A`` keys)."""
     return {k.removeprefix("lora.").removesuffix(".A") for k in state if k.startswith("lora.") and k.endswith(".A")}
+
+
+def full_names(state: dict) -> set[str]:
+    """The parameter names an alignment file holds whole (its ``full.<name>`` keys: layers trained in full)."""
+    return {k.removeprefix("full.") for k in state if k.startswith("full.")}
 
 
 def assembly_digest() -> str:
