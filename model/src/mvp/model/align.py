@@ -272,7 +272,7 @@ def load_trainable(
     if stray:
         first = sorted(stray)[0]
         raise ValueError(f"{path}: weights trained in full that this run does not train in full ({first}, ...)")
-    smol.apply_full(full, state, smol.lora_names(state) & set(full))
+    smol.apply_full(full, state, smol.lora_names(state) & set(full), path)
     fresh = []
     with torch.no_grad():
         for name, m in loras.items():

@@ -204,17 +204,18 @@ def apply_alignment(model, state: dict, source: Path) -> None:
     params = dict(model.named_parameters())
     merger = {k.removeprefix("merger."): v for k, v in state.items() if k.startswith("merger.")}
     _load_part(model, merger, "model.visual.merger.", source)
+    apply_full(params, state, lora_names(state), source)
+
+
+def apply_full(params: dict, state: dict, lora: set[str], source: Path) -> None:
+    """Copies the file's ``full.<param>`` weights into ``params`` ({name: parameter}), then merges the
+    LoRA pairs named in ``lora`` into them (W += B @ A). A full weight with no parameter of its name
+    and shape is a ``WeightsError`` naming ``source``, before anything is changed."""
+    import torch
+
     for name in full_names(state):
         if name not in params or params[name].shape != state[f"full.{name}"].shape:
             raise WeightsError(f"{source}: full.{name} does not fit mvp-smol's language model")
-    apply_full(params, state, lora_names(state))
-
-
-def apply_full(params: dict, state: dict, lora: set[str]) -> None:
-    """Copies the file's ``full.<param>`` weights into ``params`` ({name: parameter}), then merges the
-    LoRA pairs named in ``lora`` into them (W += B @ A)."""
-    import torch
-
     with torch.no_grad():
         for name in full_names(state):
             params[name].copy_(state[f"full.{name}"].float())
