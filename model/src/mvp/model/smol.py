@@ -20,6 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
+from mvp.common.geometry import MAX_PIXELS, MIN_PIXELS, PATCH_SIZE
 from mvp.model import tiny
 from mvp.model.policy import hf_bars_only_on_a_terminal
 from mvp.model.weights import SMOLLM2, WeightsError, sha256_file
@@ -42,12 +43,6 @@ CHAT_TEMPLATE = (
     + tiny.CHAT_TEMPLATE
 )
 
-# A 16:9 or 4:3 frame becomes 112x168 px: 4x6 patches of 28 px, 2x3 = 6 visual tokens after the
-# 2x2 merge (docs/model.md: why 6 tokens per frame). The pixel range holds 112x168 itself, so resizing
-# is idempotent: an image already at the model's size keeps it (the vLLM path relies on that).
-PATCH_SIZE = 28
-MIN_PIXELS = 112 * 168
-MAX_PIXELS = 112 * 224
 VISION = {
     "depth": 4,
     "hidden_size": 256,

@@ -28,6 +28,7 @@ import itertools
 import random
 from dataclasses import dataclass
 
+from mvp.common.geometry import FRAME_SIZE
 from mvp.common.procedural import SceneObject
 
 MATCH_KINDS = ("other", "same", "near", "close", "pick")
@@ -36,7 +37,6 @@ STAGE_KINDS = MATCH_KINDS + FACT_KINDS
 NEAR_MIN_DISTANCE = 3  # seconds between a 'near' stage's distractors (and other references) and each reference
 CLOSE_MIN_DISTANCE = 2  # the same for a 'close' stage
 DISTRACTOR_DISTANCE = {"near": NEAR_MIN_DISTANCE, "close": CLOSE_MIN_DISTANCE}  # the neighbour-finding kinds
-FRAME_SIZE = (320, 180)  # the generator's default frame (width, height): the pixel units of scene objects
 
 # {video: [objects of frame 0, objects of frame 1, ...]} at 1 frame per second
 Objects = dict[int, list[list[SceneObject]]]

@@ -15,13 +15,15 @@ from pathlib import Path
 import av
 import numpy as np
 
+from mvp.common.geometry import FRAME_SIZE
+
 
 @dataclass(frozen=True)
 class VideoSpec:
     seed: int
     seconds: float = 20.0
-    width: int = 320
-    height: int = 180
+    width: int = FRAME_SIZE[0]
+    height: int = FRAME_SIZE[1]
     fps: int = 25
 
 

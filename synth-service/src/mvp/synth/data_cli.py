@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mvp.common.geometry import FRAME_SIZE
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
@@ -18,8 +20,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     videos.add_argument("--count", type=int, default=10)
     videos.add_argument("--seed", type=int, default=0, help="seed of the first video (video i uses seed+i)")
     videos.add_argument("--seconds", type=float, default=20.0)
-    videos.add_argument("--width", type=int, default=320)
-    videos.add_argument("--height", type=int, default=180)
+    videos.add_argument("--width", type=int, default=FRAME_SIZE[0])
+    videos.add_argument("--height", type=int, default=FRAME_SIZE[1])
     videos.add_argument("--fps", type=int, default=25)
     videos.set_defaults(func=_videos)
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mvp.common.geometry import FRAME_SIZE
 from mvp.common.procedural import VideoSpec, render_frames
 from mvp.common.sample import parse_answer
 from mvp.common.settings import StoreSettings
@@ -31,11 +32,12 @@ from mvp.model.policy import Policy
 from mvp.model.resolve import resolve_model
 
 PROBE_SEED_OFFSET = 9_000_000  # corpora use seeds from 0, the model's stages from 7,000,000
+_SIZE = "{}x{}".format(*FRAME_SIZE)  # the geometry the model reads (mvp.common.geometry)
 FFMPEG_SOURCES = {
-    "testsrc2": "testsrc2=size=320x180:rate=25",
-    "mandelbrot": "mandelbrot=size=320x180:rate=25",
-    "life": "life=size=320x180:rate=25:mold=10:ratio=0.3:death_color=#C83232:life_color=#00ff00",
-    "cellauto": "cellauto=size=320x180:rate=25:rule=110",
+    "testsrc2": f"testsrc2=size={_SIZE}:rate=25",
+    "mandelbrot": f"mandelbrot=size={_SIZE}:rate=25",
+    "life": f"life=size={_SIZE}:rate=25:mold=10:ratio=0.3:death_color=#C83232:life_color=#00ff00",
+    "cellauto": f"cellauto=size={_SIZE}:rate=25:rule=110",
 }
 PROMPT = (
     "These 4 frames come from one video:\n"
