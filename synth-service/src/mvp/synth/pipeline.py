@@ -1,6 +1,6 @@
 """The MVP synthesis algorithm, pure: decoded frames in, sample plans out (no I/O).
 
-For each sample (seeded from the base seed, the video's hash and the sample number):
+For each sample (seeded from the config's digest, the video's hash and the sample number):
 1. de-duplicate: from a random start, walk forward keeping a frame only if its similarity to the
    last kept frame is below kappa, until N are kept;
 2. mask a continuous run of K kept frames (not touching either end unless allowed);
@@ -39,8 +39,11 @@ class SamplePlan:
     distractor_distance_s: list[float]
 
 
-def derive_seed(base: int, video_sha256: str, sample_number: int) -> int:
-    digest = hashlib.sha256(f"{base}:{video_sha256}:{sample_number}".encode()).digest()
+def derive_seed(config: SynthConfig, video_sha256: str, sample_number: int) -> int:
+    """A sample's seed: a function of everything that makes it (the whole config through its digest,
+    the base seed included, the video and the sample number), so two sample sets of the same videos
+    under different configs (e.g. K=1 next to K=2) draw independent windows, not twins."""
+    digest = hashlib.sha256(f"{config.digest()}:{video_sha256}:{sample_number}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
 
@@ -84,7 +87,7 @@ def plan_samples(emb: np.ndarray, times: list[float], config: SynthConfig, video
     for number in range(config.samples_per_video * 4):
         if len(plans) == config.samples_per_video:
             break
-        seed = derive_seed(config.seed, video_sha256, number)
+        seed = derive_seed(config, video_sha256, number)
         rng = random.Random(seed)
         kept = walks[rng.choice(sorted(walks))]
         lo = 0 if config.allow_edge_mask else 1
