@@ -83,3 +83,54 @@ def test_cached_greedy_sampling_equals_generate(tmp_path):
         suppress_tokens=policy.suppress_ids,
     )[:, len(enc.input_ids) :]
     assert ours.tolist() == theirs[:, : ours.shape[1]].tolist()
+
+
+def _permuted(enc, order):
+    """``enc`` with its last images (the candidates) in ``order``: what a permutation-balanced member sees."""
+    from mvp.model.policy import Encoded
+
+    size = int(enc.image_grid_thw[0].prod())
+    blocks = list(enc.pixel_values.split(size))
+    n_context = len(blocks) - len(order)
+    rows = blocks[:n_context] + [blocks[n_context + i] for i in order]
+    return Encoded(enc.input_ids, torch.cat(rows), enc.image_grid_thw, enc.positions)
+
+
+def test_member_prompts_share_the_context_and_equal_their_own_forward(tmp_path):
+    """A permutation-balanced group: each member sees the candidates in another order. The shared
+    context runs once, each member's candidates once; log-probs and gradients equal running each
+    member's prompt on its own; temperature scales the logits the update scores."""
+    policy = Policy(ensure_tiny_model(tmp_path / "m"))
+    rng = np.random.default_rng(1)
+    frames = [Image.fromarray(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)) for _ in range(5)]
+    enc = policy.encode("Context: <image> <image>\nCandidates: 1 <image> 2 <image> 3 <image>\nAnswer:", frames)
+    members = [_permuted(enc, order) for order in ([0, 1, 2], [1, 2, 0], [2, 0, 1])]
+    torch.manual_seed(0)
+    completions = torch.randint(0, 200, (3, 4))
+    grouped, _ = policy.token_logprobs(members, completions, temperature=0.7)
+    grouped.sum().backward()
+    grad = policy.model.lm_head.weight.grad.clone()
+    policy.model.zero_grad()
+    alone = torch.cat(
+        [policy.token_logprobs(m, completions[i : i + 1], temperature=0.7)[0] for i, m in enumerate(members)]
+    )
+    alone.sum().backward()
+    assert torch.allclose(grouped, alone, atol=1e-4)
+    assert torch.allclose(grad, policy.model.lm_head.weight.grad, atol=1e-4)
+    assert not torch.allclose(grouped[0], grouped[1], atol=1e-3), "the members' candidates differ"
+    at_one, _ = policy.token_logprobs(members, completions)
+    assert not torch.allclose(at_one, grouped, atol=1e-3)
+
+
+def test_sampled_logprobs_are_the_sampling_distribution(tmp_path):
+    """The behaviour log-probs a rollout records equal what the update computes at the same
+    temperature (the update's old log-probs), and differ from the untempered ones."""
+    policy, enc = _policy_and_prompt(tmp_path)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        completions, behaviour = policy.sample(enc, 4, 6, 0.7, return_logprobs=True)
+        scored, _ = policy.token_logprobs(enc, completions, temperature=0.7)
+        untempered, _ = policy.token_logprobs(enc, completions)
+    mask = policy.completion_mask(completions)
+    assert torch.allclose(behaviour * mask, scored * mask, atol=1e-4)
+    assert float(((untempered - scored).abs() * mask).sum() / mask.sum()) > 1e-3

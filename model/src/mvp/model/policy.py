@@ -142,30 +142,70 @@ class Policy:
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
         return Encoded(ids, pixel_values, grid, self.positions(ids, grid))
 
-    def prefill(self, enc: Encoded, n: int, model: torch.nn.Module | None = None):
+    def prefill(self, enc: Encoded | list[Encoded], n: int, model: torch.nn.Module | None = None):
         """Runs the prompt once; returns the logits of its last position (n, V) and its KV cache
         repeated over ``n`` group members (differentiable when grad is enabled). With
         ``share_prompt`` off, every member runs the prompt itself (the reference the GRPO
-        benchmark compares against)."""
+        benchmark compares against).
+
+        ``enc`` may also be one prompt per member that differ only in their images (a
+        permutation-balanced group: the same text, the candidates in another order): the part
+        before the first image that differs runs once, the rest once per member."""
         model = model or self.model
+        if isinstance(enc, list):
+            if len(enc) != n:
+                raise ValueError(f"{len(enc)} member prompts for a group of {n}")
+            return self._prefill_members(enc, model)
         rows = 1 if self.share_prompt else n
-        kwargs = {}
-        if len(enc.image_grid_thw):
-            kwargs = {
-                "pixel_values": enc.pixel_values.repeat(rows, 1).to(self.device),
-                "image_grid_thw": enc.image_grid_thw.repeat(rows, 1).to(self.device),
-            }
-        out = model(
-            input_ids=enc.input_ids.unsqueeze(0).repeat(rows, 1).to(self.device),
-            position_ids=enc.positions.unsqueeze(1).repeat(1, rows, 1).to(self.device),
-            use_cache=True,
-            logits_to_keep=1,
-            **kwargs,
-        )
+        out = self._forward(model, enc, 0, len(enc.input_ids), rows, range(len(enc.image_grid_thw)))
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
         if rows == 1:
             cache.batch_repeat_interleave(n)
         return out.logits[:, -1].expand(n, -1), cache
+
+    def _forward(self, model, enc: Encoded, start: int, end: int, rows: int, images, cache=None, members=None):
+        """The model on prompt tokens [start, end) for ``rows`` rows, with the pixel rows of ``images``
+        (indices into the prompt's images) of ``enc``, or of each of ``members`` (one row each)."""
+        sources = members or [enc] * rows
+        kwargs = {}
+        if len(images):
+            kwargs = {
+                "pixel_values": torch.cat([_image_rows(e, images) for e in sources]).to(self.device),
+                "image_grid_thw": enc.image_grid_thw[list(images)].repeat(rows, 1).to(self.device),
+            }
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        return model(
+            input_ids=enc.input_ids[start:end].unsqueeze(0).repeat(rows, 1).to(self.device),
+            position_ids=enc.positions[:, start:end].unsqueeze(1).repeat(1, rows, 1).to(self.device),
+            use_cache=True,
+            logits_to_keep=1,
+            **kwargs,
+        )
+
+    def _prefill_members(self, members: list[Encoded], model):
+        first = members[0]
+        if any(not torch.equal(m.input_ids, first.input_ids) for m in members):
+            raise ValueError("a group's member prompts must share their text and image sizes")
+        offsets = _image_offsets(first)
+        shared = next(
+            (i for i in range(len(offsets) - 1) if any(not _same_image(m, first, i) for m in members[1:])),
+            len(offsets) - 1,
+        )
+        n = len(members)
+        if shared == len(offsets) - 1:  # nothing differs: an ordinary shared prompt
+            return self.prefill(first, n, model)
+        # the prefix ends where the first differing image's pad tokens begin
+        pads = (first.input_ids == self.image_token_id).nonzero().flatten()
+        split = int(pads[offsets[shared] // (self.merge**2)])
+        out = self._forward(model, first, 0, split, 1, range(shared))
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        cache.batch_repeat_interleave(n)
+        out = self._forward(
+            model, first, split, len(first.input_ids), n, range(shared, len(offsets) - 1), cache, members
+        )
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        return out.logits[:, -1], cache
 
     def extend(self, model: torch.nn.Module, ids: torch.Tensor, start: int, cache) -> torch.Tensor:
         """Logits (n, T, V) of ``ids`` (n, T) continuing a cached prompt at text position ``start``."""
@@ -176,28 +216,39 @@ class Policy:
 
     @torch.no_grad()
     def sample(
-        self, enc: Encoded, n: int, max_new_tokens: int, temperature: float, greedy: bool = False
-    ) -> torch.Tensor:
-        """``n`` completions of one prompt; returns (n, T) token ids, padded with pad_id after eos.
-        The prompt runs once; the group decodes together over its KV cache."""
+        self,
+        enc: Encoded | list[Encoded],
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        greedy: bool = False,
+        return_logprobs: bool = False,
+    ):
+        """``n`` completions of one prompt (or of ``n`` member prompts, see ``prefill``); returns (n, T)
+        token ids, padded with pad_id after eos, and with ``return_logprobs`` also each sampled
+        token's log-probability under the sampling distribution (the model's softmax at
+        ``temperature``, as ``token_logprobs`` computes it; 0 at padding). The prompt runs once; the
+        group decodes together over its KV cache. Vision and turn tokens are never sampled."""
         logits, cache = self.prefill(enc, n)
         out = torch.full((n, max_new_tokens), self.pad_id, dtype=torch.long)
+        logps = torch.zeros(n, max_new_tokens)
         done = torch.zeros(n, dtype=torch.bool)
-        start = enc.next_position
+        start = (enc[0] if isinstance(enc, list) else enc).next_position
         for t in range(max_new_tokens):
-            logits = logits.float().cpu().clone()
-            logits[:, self.suppress_ids] = float("-inf")
-            if greedy:
-                token = logits.argmax(-1)
-            else:
-                token = torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1).squeeze(1)
+            logits = logits.float().cpu() / (1.0 if greedy else temperature)
+            logp_all = torch.log_softmax(logits, dim=-1)
+            allowed = logits.clone()
+            allowed[:, self.suppress_ids] = float("-inf")
+            token = allowed.argmax(-1) if greedy else torch.multinomial(allowed.softmax(-1), 1).squeeze(1)
             token = torch.where(done, torch.full_like(token, self.pad_id), token)
             out[:, t] = token
+            logps[:, t] = torch.where(done, 0.0, logp_all.gather(1, token.unsqueeze(1)).squeeze(1))
             done |= token == self.eos_id
             if bool(done.all()) or t == max_new_tokens - 1:
-                return out[:, : t + 1]
+                out, logps = out[:, : t + 1], logps[:, : t + 1]
+                break
             logits = self.extend(self.model, token.unsqueeze(1), start + t, cache)[:, -1]
-        return out
+        return (out, logps) if return_logprobs else out
 
     def completion_mask(self, completions: torch.Tensor) -> torch.Tensor:
         """1 for generated tokens up to and including the first eos, 0 for padding after it."""
@@ -230,17 +281,24 @@ class Policy:
         return spans
 
     def token_logprobs(
-        self, enc: Encoded, completions: torch.Tensor, model: torch.nn.Module | None = None
+        self,
+        enc: Encoded | list[Encoded],
+        completions: torch.Tensor,
+        model: torch.nn.Module | None = None,
+        temperature: float = 1.0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities (and entropies) of ``completions`` (n, T) given the prompt: (n, T) each.
-        The prompt runs once for the group (its cache repeated), the completions once each."""
+        """Log-probabilities (and entropies) of ``completions`` (n, T) given the prompt (or the
+        members' prompts): (n, T) each, under the model's softmax at ``temperature`` (the rollouts'
+        temperature, so the update scores the distribution that sampled them). The prompt runs once
+        for the group (its cache repeated), the completions once each."""
         model = model or self.model
         n, t = completions.shape
         first, cache = self.prefill(enc, n, model)
+        start = (enc[0] if isinstance(enc, list) else enc).next_position
         logits = first.unsqueeze(1)
         if t > 1:
-            logits = torch.cat([logits, self.extend(model, completions[:, :-1], enc.next_position, cache)], dim=1)
-        logits = logits.float()
+            logits = torch.cat([logits, self.extend(model, completions[:, :-1], start, cache)], dim=1)
+        logits = logits.float() / temperature
         logp_all = torch.log_softmax(logits, dim=-1)
         logp = logp_all.gather(-1, completions.to(self.device).unsqueeze(-1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
@@ -256,6 +314,31 @@ class Policy:
         template = self.path / "chat_template.jinja"
         if template.exists():
             (folder / "chat_template.jinja").write_text(template.read_text())
+
+
+def reorder_images(enc: Encoded, order: list[int]) -> Encoded:
+    """``enc`` with its images shown in ``order`` (``order[i]``: the image now in slot i); all its images
+    must share one patch grid, so the text and positions are unchanged and no processor runs again."""
+    if len({tuple(g.tolist()) for g in enc.image_grid_thw}) > 1:
+        raise ValueError("reorder_images needs images of one size")
+    offsets = _image_offsets(enc)
+    rows = [enc.pixel_values[offsets[i] : offsets[i + 1]] for i in order]
+    return Encoded(enc.input_ids, torch.cat(rows), enc.image_grid_thw, enc.positions)
+
+
+def _image_offsets(enc: Encoded) -> list[int]:
+    """Where each image's rows start in ``enc.pixel_values`` (and where the last one ends)."""
+    sizes = [int(g.prod()) for g in enc.image_grid_thw]
+    return [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+
+
+def _image_rows(enc: Encoded, images) -> torch.Tensor:
+    offsets = _image_offsets(enc)
+    return torch.cat([enc.pixel_values[offsets[i] : offsets[i + 1]] for i in images])
+
+
+def _same_image(a: Encoded, b: Encoded, i: int) -> bool:
+    return torch.equal(_image_rows(a, [i]), _image_rows(b, [i]))
 
 
 def _image_processor(path: Path):

@@ -100,6 +100,15 @@ class LocalTrainConfig(GrpoConfig):
     )
     control_random_labels: bool = Field(
         False,
-        description="Control run: score every group against a random answer (a seeded random pick of its "
-        "candidates) instead of its label, which removes the MVP signal and keeps the format signal.",
+        description="Control run: remove the MVP signal and keep the format signal. Plain groups are scored "
+        "against a random answer (a seeded random pick of the candidates); balanced groups score each member "
+        "against another member's label (the labels shuffled within the group: same answer positions, "
+        "unrelated to the frames that member saw).",
+    )
+    balanced_groups: bool = Field(
+        False,
+        description="Permutation-balanced groups: each completion of a group sees the sample with its candidates "
+        "in another order (the label remapped; the first masked frame on each position in turn), so answering "
+        "by candidate number earns chance on average and only answers that follow the frames carry advantage. "
+        "The context before the candidates is computed once per group.",
     )

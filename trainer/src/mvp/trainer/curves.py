@@ -23,7 +23,10 @@ class CurveLogger:
         self.jsonl = (folder / "metrics.jsonl").open("a")
         self.rows: list[dict] = []
 
-    def log(self, step: int, values: dict[str, float], prefix: str = "train") -> None:
+    def log(self, step: int, values: dict, prefix: str = "train") -> None:
+        """One row of scalars; an evaluation's nested results (its content-dependence diagnostic,
+        intervals as [low, high]) are flattened to scalars (``follows_frame``, ``exact_ci_low``)."""
+        values = scalars(values)
         for key, value in values.items():
             self.writer.add_scalar(f"{prefix}/{key}", value, step)
         row = {"step": step, "split": prefix, **values}
@@ -35,6 +38,18 @@ class CurveLogger:
         self.writer.close()
         self.jsonl.close()
         return write_png(self.rows, self.folder / "curves.png")
+
+
+def scalars(values: dict) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(scalars(value))
+        elif isinstance(value, list | tuple) and len(value) == 2 and all(isinstance(v, int | float) for v in value):
+            out[f"{key}_low"], out[f"{key}_high"] = float(value[0]), float(value[1])
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = float(value)
+    return out
 
 
 def write_png(rows: list[dict], path: Path) -> Path:
@@ -55,6 +70,11 @@ def write_png(rows: list[dict], path: Path) -> Path:
         if title == "reward" and evals:
             ax.plot([r["step"] for r in evals], [r["mean_reward"] for r in evals], "o-", label="held-out reward")
             ax.plot([r["step"] for r in evals], [r["exact"] for r in evals], "s-", label="held-out exact")
+        if title == "reward components":  # does the held-out answer follow the frames or the numbers?
+            for key, marker in (("follows_frame", "^-"), ("follows_number", "v-")):
+                points = [(r["step"], r[key]) for r in evals if key in r]
+                if points:
+                    ax.plot(*zip(*points, strict=True), marker, label=f"held-out {key}")
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)

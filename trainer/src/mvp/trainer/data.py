@@ -70,3 +70,36 @@ def random_label(example: Example, rng: random.Random) -> str:
     label = json.loads(example.label_json)
     label["answer"] = random_picks(example, rng)
     return json.dumps(label, sort_keys=True)
+
+
+def balanced_orders(example: Example, n: int, rng: random.Random) -> list[list[int]]:
+    """Candidate orders for the ``n`` members of a permutation-balanced group: ``order[i]`` is the
+    (current) candidate shown at position i. The first masked frame lands on each position in turn
+    (positions visited in a seeded order, repeated when n exceeds the pool), the rest of each order
+    is random: an answer that follows candidate numbers earns, over the group, what chance earns,
+    so only answers that follow frames carry advantage."""
+    c = example.num_candidates
+    first = example.answer[0] - example.index_base
+    targets = list(range(c))
+    rng.shuffle(targets)
+    orders = []
+    for j in range(n):
+        order = list(range(c))
+        rng.shuffle(order)
+        at, target = order.index(first), targets[j % c]
+        order[at], order[target] = order[target], order[at]
+        orders.append(order)
+    return orders
+
+
+def permuted_label(example: Example, order: list[int]) -> str:
+    """The example's label for its candidates shown in ``order`` (see ``balanced_orders``): the answer
+    names the masked frames' new positions, candidate times follow their frames."""
+    label = json.loads(example.label_json)
+    base = example.index_base
+    position = {old: new for new, old in enumerate(order)}
+    label["answer"] = [position[a - base] + base for a in example.answer]
+    times = label.get("candidate_times_s")
+    if times:
+        label["candidate_times_s"] = [times[old] for old in order]
+    return json.dumps(label, sort_keys=True)

@@ -25,12 +25,26 @@ from pathlib import Path
 import torch
 
 from mvp.common.storage import Storage, StorageError, download_folder, is_s3, join
-from mvp.model.policy import Encoded, Policy
+from mvp.model.policy import Encoded, Policy, reorder_images
 from mvp.trainer.config import LocalTrainConfig
-from mvp.trainer.data import Example, random_answer, random_label
+from mvp.trainer.data import Example, balanced_orders, permuted_label, random_answer, random_label
 from mvp.trainer.grpo import group_advantages, grpo_loss, slot_advantages
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Group:
+    """One prompt's rollouts: its member prompts (one ``Encoded``, or one per member under
+    ``balanced_groups``), completions (G, T), the sampler's log-probs of their tokens, the texts
+    and each member's label."""
+
+    example: Example
+    enc: Encoded | list[Encoded]
+    completions: torch.Tensor
+    behaviour: torch.Tensor
+    texts: list[str]
+    labels: list[str]
 
 
 @dataclass
@@ -68,7 +82,10 @@ class LocalTrainer:
         storage: Storage,
         output_uri: str,
         on_log: Callable[[StepLog], None] | None = None,
+        encode_cache: dict[str, Encoded] | None = None,
     ) -> None:
+        """``encode_cache``: processed prompts by sample id, shared with other runs on the same policy
+        (e.g. a run and its control), so each sample's frames go through the processor once."""
         self.policy = policy
         self.train = train
         self.score = score
@@ -76,7 +93,7 @@ class LocalTrainer:
         self.storage = storage
         self.output_uri = output_uri.rstrip("/")
         self.on_log = on_log
-        self._encoded: dict[str, Encoded] = {}
+        self._encoded: dict[str, Encoded] = {} if encode_cache is None else encode_cache
         torch.manual_seed(config.seed)
         self.trainable = select_trainable(policy.model, config)
         self.optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -88,6 +105,53 @@ class LocalTrainer:
         if ex.id not in self._encoded:
             self._encoded[ex.id] = self.policy.encode(ex.prompt, ex.images)
         return self._encoded[ex.id]
+
+    # --- the run ---------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        evaluate: Callable[[], dict] | None = None,
+        on_eval: Callable[[int, dict], None] | None = None,
+        progress: bool = False,
+    ) -> dict:
+        """The whole training run, resumable: the format warm-up and the frozen reference (unless a
+        resumed checkpoint is past them), then GRPO steps until ``steps`` or ``time_budget_s``, a
+        checkpoint every ``checkpoint_every`` steps and at the end, and ``evaluate`` (held-out) every
+        ``eval_every`` steps before the last, handed to ``on_eval``. Returns the run's facts."""
+        cfg = self.config
+        facts: dict = {}
+        if not self.sft_done:
+            facts.update(self.sft_format())
+            self.freeze_reference()
+        bar = None
+        if progress:
+            from mvp.common.progress import progress as progress_bar
+
+            bar = progress_bar(total=cfg.steps, initial=self.step, desc="grpo", unit="step")
+        t0 = time.perf_counter()
+        while self.step < cfg.steps:
+            if cfg.time_budget_s and time.perf_counter() - t0 > cfg.time_budget_s:
+                facts["stopped_by_time_budget"] = True
+                if self.step % cfg.checkpoint_every:  # else the loop just committed this step
+                    self.checkpoint()
+                break
+            entry = self.grpo_step()
+            if bar:
+                bar.update(1)
+                bar.set_postfix(reward=f"{entry.values['reward']:.3f}", exact=f"{entry.values['exact']:.2f}")
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self.checkpoint()
+            if evaluate and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                result = evaluate()
+                if on_eval:
+                    on_eval(self.step, result)
+        if bar:
+            bar.close()
+        if cfg.steps == 0:
+            self.checkpoint()
+        facts["train_seconds"] = round(time.perf_counter() - t0, 1)
+        facts["prompts_seen"] = self.step * cfg.prompts_per_step
+        return facts
 
     # --- format warm-up ---------------------------------------------------------------------
 
@@ -125,83 +189,36 @@ class LocalTrainer:
 
     def grpo_step(self) -> StepLog:
         cfg = self.config
-        model = self.policy.model
         t0 = time.perf_counter()
         batch = [self.train[i] for i in batch_indices(len(self.train), cfg.prompts_per_step, self.step, cfg.seed)]
-        groups = []
-        model.eval()
-        for ex in batch:
-            enc = self.encoded(ex)
-            completions = self.policy.sample(enc, cfg.n_samples_per_prompt, cfg.max_new_tokens, cfg.temperature)
-            groups.append((ex, enc, completions, self.policy.decode(completions)))
+        self.policy.model.eval()
+        groups = [self.rollout(ex) for ex in batch]
         t_gen = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        texts = [t for g in groups for t in g[3]]
-        if cfg.control_random_labels:
-            rng = random.Random(cfg.seed * 1_000_003 + self.step + 1)
-            labels = [label for g in groups for label in [random_label(g[0], rng)] * len(g[3])]
-        else:
-            labels = [g[0].label_json for g in groups for _ in g[3]]
         # per-index credit for slot_credit and the in_place_k logs (64 completions: ~1 ms more)
-        results = self.score(texts, labels, include_slots=True)
+        results = self.score([t for g in groups for t in g.texts], self.labels(groups), include_slots=True)
         t_reward = time.perf_counter() - t1
         rewards = torch.tensor([r.reward for r in results], dtype=torch.float32).view(len(groups), -1)
         advantages = group_advantages(rewards, estimator=cfg.advantage_estimator)
         size = rewards.shape[1]
         if cfg.slot_credit:
             token_advantages = [
-                self.slot_token_advantages(g[2], results[i * size : (i + 1) * size], advantages[i])
+                self.slot_token_advantages(g.completions, results[i * size : (i + 1) * size], advantages[i])
                 for i, g in enumerate(groups)
             ]
         else:
             token_advantages = [advantages[i] for i in range(len(groups))]
 
         t2 = time.perf_counter()
-        model.train()
-        stats = {"policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
         active = [i for i in range(len(groups)) if token_advantages[i].abs().sum() > 0]
         # With an entropy bonus every group trains: a collapsed group (all answers alike) is exactly
         # the one the bonus is for. Otherwise groups without signal are skipped.
         trained = list(range(len(groups))) if cfg.entropy_coef > 0 else active
-        device = torch.device(self.policy.device).type
-        lr = lr_at(cfg, self.step)
-        for _ in range(cfg.ppo_epochs):
-            self.optimizer.zero_grad()
-            for i in trained:
-                _, enc, completions, _ = groups[i]
-                mask = self.policy.completion_mask(completions)
-                with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16_update):
-                    logp, entropy = self.policy.token_logprobs(enc, completions)
-                    old = logp.detach()
-                    ref_logp = None
-                    if self.ref is not None and cfg.init_kl_coef > 0:
-                        with torch.no_grad():
-                            ref_logp, _ = self.policy.token_logprobs(enc, completions, model=self.ref)
-                out = grpo_loss(
-                    logp,
-                    old,
-                    ref_logp,
-                    token_advantages[i],
-                    mask,
-                    cfg.eps_clip,
-                    cfg.init_kl_coef,
-                    entropy,
-                    cfg.entropy_coef,
-                )
-                (out.loss / len(trained)).backward()
-                stats["policy_loss"] += out.policy_loss / len(trained)
-                stats["kl"] += out.kl / len(trained)
-                stats["clip_fraction"] += out.clip_fraction / len(trained)
-                stats["entropy"] += float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)) / len(trained)
-            if trained:
-                torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                self.optimizer.step()
+        stats = self.update([groups[i] for i in trained], [token_advantages[i] for i in trained])
         t_update = time.perf_counter() - t2
 
-        lengths = [float(self.policy.completion_mask(g[2]).sum(1).mean()) for g in groups]
+        lengths = [float(self.policy.completion_mask(g.completions).sum(1).mean()) for g in groups]
         values = {
             "reward": float(rewards.mean()),
             "reward_std_in_group": float(rewards.std(dim=1, unbiased=False).mean()),
@@ -209,12 +226,12 @@ class LocalTrainer:
             "selection": _mean(results, "selection"),
             "ordering": _mean(results, "ordering"),
             "exact": _mean(results, "exact"),
-            **_in_place(results, [g[0].k for g in groups for _ in g[3]]),
+            **_in_place(results, [g.example.k for g in groups for _ in g.texts]),
             "parse_failed": sum(1 for r in results if r.failure_reason) / len(results),
             "response_length": sum(lengths) / len(lengths),
             "groups_with_signal": len(active) / len(groups),
             **stats,
-            "lr": lr,
+            "lr": lr_at(cfg, self.step),
             "time_generate_s": t_gen,
             "time_reward_s": t_reward,
             "time_update_s": t_update,
@@ -225,6 +242,92 @@ class LocalTrainer:
         if self.on_log:
             self.on_log(entry)
         return entry
+
+    def rollout(self, ex: Example) -> Group:
+        """One group: ``n_samples_per_prompt`` completions of ``ex`` (each member with its own candidate
+        order under ``balanced_groups``), with their labels and the sampler's log-probs."""
+        cfg = self.config
+        n = cfg.n_samples_per_prompt
+        if cfg.balanced_groups:
+            rng = random.Random(f"{cfg.seed}:{self.step}:{ex.id}")
+            orders = balanced_orders(ex, n, rng)
+            n_context = len(ex.images) - ex.num_candidates
+            enc: Encoded | list[Encoded] = [
+                reorder_images(self.encoded(ex), [*range(n_context), *(n_context + i for i in o)]) for o in orders
+            ]
+            labels = [permuted_label(ex, o) for o in orders]
+        else:
+            enc, labels = self.encoded(ex), [ex.label_json] * n
+        completions, behaviour = self.policy.sample(enc, n, cfg.max_new_tokens, cfg.temperature, return_logprobs=True)
+        return Group(ex, enc, completions, behaviour, self.policy.decode(completions), labels)
+
+    def labels(self, groups: list[Group]) -> list[str]:
+        """The label each completion is scored against. The control run breaks the link between what a
+        member saw and its label: balanced groups score each member against another member's label
+        (same positions, other frames); plain groups against a random answer."""
+        if not self.config.control_random_labels:
+            return [label for g in groups for label in g.labels]
+        rng = random.Random(self.config.seed * 1_000_003 + self.step + 1)
+        if self.config.balanced_groups:
+            out = []
+            for g in groups:
+                shift = rng.randrange(1, len(g.labels))
+                out += g.labels[shift:] + g.labels[:shift]
+            return out
+        return [label for g in groups for label in [random_label(g.example, rng)] * len(g.texts)]
+
+    def update(self, groups: list[Group], advantages: list[torch.Tensor]) -> dict[str, float]:
+        """``ppo_epochs`` passes of the clipped GRPO loss over the groups. The old log-probs are the
+        first pass's (before any step on this batch), kept for the later passes, so their ratio and
+        clipping act; every pass scores the completions at the rollouts' temperature."""
+        cfg = self.config
+        stats = {"policy_loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "entropy": 0.0, "logprob_gap": 0.0}
+        if not groups:
+            return stats
+        self.policy.model.train()
+        device = torch.device(self.policy.device).type
+        old: list[torch.Tensor] = []
+        lr = lr_at(cfg, self.step)
+        share = 1.0 / (len(groups) * cfg.ppo_epochs)
+        for epoch in range(cfg.ppo_epochs):
+            self.optimizer.zero_grad()
+            for i, g in enumerate(groups):
+                mask = self.policy.completion_mask(g.completions)
+                with torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.bf16_update):
+                    logp, entropy = self.policy.token_logprobs(g.enc, g.completions, temperature=cfg.temperature)
+                    ref_logp = None
+                    if self.ref is not None and cfg.init_kl_coef > 0:
+                        with torch.no_grad():
+                            ref_logp, _ = self.policy.token_logprobs(
+                                g.enc, g.completions, model=self.ref, temperature=cfg.temperature
+                            )
+                if epoch == 0:
+                    old.append(logp.detach())
+                    # the sampler's and the update's log-probs of the same tokens (~0 in fp32; bf16
+                    # rounding under bf16_update; a mismatch of temperature or weights shows here)
+                    gap = ((logp.detach() - g.behaviour.to(logp.device)).abs() * mask).sum() / mask.sum().clamp(min=1)
+                    stats["logprob_gap"] += float(gap) / len(groups)
+                out = grpo_loss(
+                    logp,
+                    old[i],
+                    ref_logp,
+                    advantages[i],
+                    mask,
+                    cfg.eps_clip,
+                    cfg.init_kl_coef,
+                    entropy,
+                    cfg.entropy_coef,
+                )
+                (out.loss / len(groups)).backward()
+                stats["policy_loss"] += out.policy_loss * share
+                stats["kl"] += out.kl * share
+                stats["clip_fraction"] += out.clip_fraction * share
+                stats["entropy"] += float((entropy.detach() * mask).sum() / mask.sum().clamp(min=1)) * share
+            torch.nn.utils.clip_grad_norm_(self.trainable, cfg.max_grad_norm)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.step()
+        return stats
 
     def slot_token_advantages(self, completions: torch.Tensor, results: list, sequence: torch.Tensor) -> torch.Tensor:
         """(G, T) advantages of one group under ``slot_credit``: each answer index's tokens get the

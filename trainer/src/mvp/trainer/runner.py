@@ -4,7 +4,6 @@ load samples, connect to the reward-service, train with progress, evaluate, writ
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ from mvp.common.storage import Storage
 from mvp.model.policy import Policy
 from mvp.model.resolve import resolve_model
 from mvp.trainer.curves import CurveLogger
-from mvp.trainer.data import Example, load_examples
+from mvp.trainer.data import load_examples
 from mvp.trainer.evaluate import evaluate
 from mvp.trainer.local import LocalTrainConfig, LocalTrainer
 
@@ -52,13 +51,20 @@ def train_local(
         summary: dict = {"train_samples": len(train), "eval_samples": len(held)}
         resumed = resume and trainer.resume(work)
         summary["resumed_from_step"] = trainer.step if resumed else None
-        if not trainer.sft_done:
-            summary.update(trainer.sft_format())
-            trainer.freeze_reference()
+
+        def held_out() -> dict:
+            return evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
+
         if held and trainer.step == 0:
-            summary["before"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
+            summary["before"] = held_out()
             curves.log(0, summary["before"], prefix="eval")
-        summary.update(_grpo_loop(trainer, policy, held, client, curves, config, progress))
+        summary.update(
+            trainer.fit(
+                held_out if held else None,
+                on_eval=lambda step, result: curves.log(step, result, prefix="eval"),
+                progress=progress,
+            )
+        )
         summary["steps"] = trainer.step
         if held:
             summary["after"] = evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded)
@@ -69,65 +75,32 @@ def train_local(
         return summary
 
 
-def _grpo_loop(
-    trainer: LocalTrainer,
-    policy: Policy,
-    held: list[Example],
-    client: RewardClient,
-    curves: CurveLogger,
-    config: LocalTrainConfig,
-    progress: bool,
-) -> dict:
-    """GRPO steps until ``config.steps`` or the time budget, checkpointing and evaluating on the way;
-    returns the run's timing facts for the summary."""
-    facts: dict = {}
-    bar = None
-    if progress:
-        from mvp.common.progress import progress as progress_bar
-
-        bar = progress_bar(total=config.steps, initial=trainer.step, desc="grpo", unit="step")
-    t0 = time.perf_counter()
-    while trainer.step < config.steps:
-        if config.time_budget_s and time.perf_counter() - t0 > config.time_budget_s:
-            facts["stopped_by_time_budget"] = True
-            if trainer.step % config.checkpoint_every:  # else the loop just committed this step
-                trainer.checkpoint()
-            break
-        entry = trainer.grpo_step()
-        if bar:
-            bar.update(1)
-            bar.set_postfix(reward=f"{entry.values['reward']:.3f}", exact=f"{entry.values['exact']:.2f}")
-        if trainer.step % config.checkpoint_every == 0 or trainer.step == config.steps:
-            trainer.checkpoint()
-        if held and config.eval_every and trainer.step % config.eval_every == 0 and trainer.step < config.steps:
-            curves.log(
-                trainer.step,
-                evaluate(policy, held, client.score, config.max_new_tokens, trainer.encoded),
-                prefix="eval",
-            )
-    if bar:
-        bar.close()
-    if config.steps == 0:
-        trainer.checkpoint()
-    facts["train_seconds"] = round(time.perf_counter() - t0, 1)
-    return facts
-
-
 def evaluate_checkpoint(
     model: str,
-    samples: str,
+    samples: str | dict[str, str],
     reward_addr: str,
     store: StoreSettings,
     limit: int | None,
     max_new_tokens: int = 16,
-    predictions: list[dict] | None = None,
+    predictions: list[dict] | dict[str, list[dict]] | None = None,
+    diagnostics: bool = False,
 ) -> dict:
-    """``evaluate`` on a checkpoint (folder, s3:// URI or a built-in name); per-sample records go to
-    ``predictions`` when it is a list."""
+    """``evaluate`` on a checkpoint (folder, s3:// URI or a built-in name), loaded once. ``samples`` is
+    one samples.jsonl, or {task name: samples.jsonl} to evaluate every task on the same weights (the
+    result is then {task: result}, and ``predictions`` a {task: list} to collect each task's rows)."""
     storage = Storage(store)
+    tasks = {"": samples} if isinstance(samples, str) else samples
     with tempfile.TemporaryDirectory(prefix="mvp-eval-") as work:  # a downloaded checkpoint goes with it
         policy = Policy(resolve_model(model, storage, Path(work)))
-        examples = load_examples(storage, samples, limit=limit)
+        out = {}
         with RewardClient(reward_addr) as client:
             client.wait_healthy(timeout_s=60)
-            return evaluate(policy, examples, client.score, max_new_tokens, predictions=predictions)
+            for name, uri in tasks.items():
+                rows = predictions if isinstance(samples, str) else None
+                if isinstance(predictions, dict):
+                    rows = predictions.setdefault(name, [])
+                examples = load_examples(storage, uri, limit=limit)
+                out[name] = evaluate(
+                    policy, examples, client.score, max_new_tokens, predictions=rows, diagnostics=diagnostics
+                )
+        return out[""] if isinstance(samples, str) else out
