@@ -52,31 +52,6 @@ def slot_accuracy(records: list[dict]) -> dict[str, float]:
     return {**{f"slot_{p + 1}": h / n for p, h in enumerate(hits)}, "all_selected": all_selected}
 
 
-def supervised_epoch(policy, examples, optimizer, trainable, batch: int, encoded, rng: random.Random) -> float:
-    """One pass over ``examples`` in a seeded order; returns the mean answer-token loss."""
-    from mvp.common.sample import format_answer
-
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    total, count = 0.0, 0
-    policy.model.train()
-    for start in range(0, len(order), batch):
-        optimizer.zero_grad()
-        chunk = [examples[i] for i in order[start : start + batch]]
-        for ex in chunk:
-            target = format_answer(ex.answer) + "<|im_end|>"
-            ids = policy.tokenizer(target, add_special_tokens=False, return_tensors="pt")["input_ids"]
-            with torch.autocast(torch.device(policy.device).type, dtype=torch.bfloat16):
-                logp, _ = policy.token_logprobs(encoded(ex), ids)
-            loss = -logp.float().mean()
-            (loss / len(chunk)).backward()
-            total += loss.item()
-            count += 1
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-    return total / max(1, count)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model folder, s3:// checkpoint, 'smol' or 'tiny'")
@@ -98,6 +73,7 @@ def main() -> None:
     from mvp.trainer.data import load_examples
     from mvp.trainer.evaluate import chance_exact, evaluate
     from mvp.trainer.local import select_trainable
+    from mvp.trainer.supervised import supervised_epoch
 
     torch.manual_seed(args.seed)
     storage = Storage()

@@ -1,152 +1,289 @@
-"""The learning proof, measured: the main job (`mvp run`: procedural corpus -> synth-service ->
-baseline eval -> local GRPO with rewards from reward-service over gRPC -> final eval) on mvp-smol,
-GRPO only (from the aligned base), with a training time budget, on held-out samples from videos
-generated from seeds never seen in training; then the same run again as the control, with every
-group scored against a random answer instead of its label (`control_random_labels`), so a gain that
-the control also shows cannot come from the MVP reward.
+"""The learning proof, measured: does GRPO make mvp-smol better at MVP on videos it never saw, beyond
+what a no-signal control run of the same length gives?
 
-Default task: K=3 masked frames among 6 candidates (l=3 hard negatives from the same video), N=8
-key frames: chance of an exact answer 1/120.
+At one MVP level (``--level``: 1 = K=1 among 8 candidates, N=3; 2 = K=2 among 9, N=4; 3 = K=3 among
+6, N=8; mvp.common.synth_config.LEVELS):
+1. a procedural corpus (training videos, and held-out videos from seeds far from them), synthesised
+   into MVP samples by synth's pipeline (split by video);
+2. optionally a supervised warm start on the *training* samples' answers (``--warm-start-epochs``):
+   the base must read the frames before GRPO can sharpen that; the warm-started model is then the
+   "before" and the control's start, so the gain claimed is GRPO's alone;
+3. "before": held-out evaluation with the content-dependence diagnostic;
+4. GRPO (the local trainer, rewards from a real reward-service over gRPC) for ``--budget-s`` seconds;
+5. the control: the same GRPO from the same start, with the labels shuffled within each group
+   (``control_random_labels``: the format signal stays, the MVP signal goes);
+6. paired bootstrap 95% intervals of after - before and after - control (exact, mean reward).
 
-Writes OUT/main and OUT/control (each: report/, train/curves.png, TensorBoard events) and ends with
-one JSON line: before_exact, after_exact, chance_exact, before_reward, after_reward,
-control_after_exact, grpo_seconds, the per-component means, and the bar of issue #17 (after_exact
->= 0.10, >= 10x chance and >= before_exact + 0.05; the control not).
+The bar (issue #33, the same at every level): after - before >= +0.10 and after - control >= +0.10
+exact, both intervals above 0, GRPO within 1,800 s. The last line is JSON.
 
-    python benchmarks/learning_curve.py [--budget-s 1800] [--no-control] [--reuse] [--out .mvp-learning]
+    python benchmarks/learning_curve.py --level 1 [--budget-s 1800] [--warm-start-epochs 1]
+        [--no-control] [--config grpo.json] [--device cpu|cuda] [--out .mvp-learning]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import shutil
-import subprocess
+import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-# The proof's task and recipe (the CLI's --config merges over it).
-PROOF: dict = {
-    "model": "smol",
-    "videos": 64,
-    "video_seconds": 20.0,
-    "eval_limit": 64,
-    "synth": {"num_frames": 8, "num_masked": 3, "num_distractors": 3, "samples_per_video": 4},
-    "train": {"prompts_per_step": 4, "n_samples_per_prompt": 8, "checkpoint_every": 1000, "lr": 1e-5},
+# The proof's GRPO recipe (a --config file's LocalTrainConfig fields replace these).
+RECIPE: dict = {
+    "prompts_per_step": 4,
+    "n_samples_per_prompt": 8,
+    "lr": 5e-6,
+    "advantage_estimator": "dr_grpo",
+    "entropy_coef": 0.01,
+    "balanced_groups": True,
+    "bf16_update": True,
+    "checkpoint_every": 100_000,
+    "max_ckpt_num": 1,
 }
-COMPONENTS = ("exact", "selection", "ordering", "format", "mean_reward")
+BAR_GAIN = 0.10
+BAR_GRPO_SECONDS = 1800.0
 
 
-def run(config: dict, out: Path, reuse: bool = False) -> dict:
-    """One `mvp run` with ``config``; returns its report.json facts and wall seconds. With ``reuse``,
-    a finished run already in ``out`` (same config) is read instead of run again."""
-    report = out / "report" / "report.json"
-    if reuse and report.exists():
-        facts = json.loads(report.read_text())
-        if facts["config"]["train"].get("control_random_labels", False) == config["train"].get(
-            "control_random_labels", False
-        ):
-            facts["wall_seconds"] = None
-            return facts
-    shutil.rmtree(out, ignore_errors=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(config, f)
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mvp.cli", "run", "--config", f.name, "--out", str(out)], cwd=REPO)
-    if proc.returncode != 0:
-        raise SystemExit(f"learning_curve: mvp run failed (exit {proc.returncode}); see {out}/logs")
-    facts = json.loads((out / "report" / "report.json").read_text())
-    facts["wall_seconds"] = round(time.perf_counter() - t0, 1)
+class Stages:
+    """Wall seconds of each named stage, in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, func):
+        t0 = time.perf_counter()
+        print(f"== {name}", file=sys.stderr, flush=True)
+        out = func()
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+        print(f"   {name}: {self.seconds[name]} s", file=sys.stderr, flush=True)
+        return out
+
+
+def make_data(out: Path, level: int, train_videos: int, heldout_videos: int, per_video: int, seed: int) -> dict:
+    """Corpus and samples (reused when already there: same seeds and config give the same files)."""
+    from mvp.common.procedural import write_corpus
+    from mvp.common.settings import StoreSettings
+    from mvp.common.synth_config import level_config
+    from mvp.synth.corpus import run_corpus
+
+    config = level_config(level, samples_per_video=per_video, seed=seed)
+    paths = {}
+    for split, (first, count) in {
+        "train": (seed * 100_000, train_videos),
+        "heldout": (seed * 100_000 + 50_000, heldout_videos),
+    }.items():
+        videos = out / "videos" / split
+        write_corpus(videos, count, seed=first, seconds=20.0)
+        samples = out / "samples" / config.digest() / split
+        if not (samples / "samples.jsonl").exists():
+            run_corpus(StoreSettings(), str(videos), str(samples), config, workers=2)
+        paths[split] = str(samples / "samples.jsonl")
+    return paths
+
+
+def warm_start(policy, train, epochs: int, lr: float, seed: int, encoded) -> dict:
+    """Supervised epochs on the training samples' answers (the parameters GRPO trains)."""
+    import torch
+
+    from mvp.trainer.config import LocalTrainConfig
+    from mvp.trainer.local import select_trainable
+    from mvp.trainer.supervised import supervised_epoch
+
+    trainable = select_trainable(policy.model, LocalTrainConfig())
+    optimizer = torch.optim.AdamW(trainable, lr=lr)
+    rng = random.Random(seed)
+    losses = [supervised_epoch(policy, train, optimizer, trainable, 8, encoded, rng) for _ in range(epochs)]
+    return {"epochs": epochs, "lr": lr, "samples": len(train), "losses": [round(x, 4) for x in losses]}
+
+
+def grpo(policy, train, score, recipe: dict, budget_s: float, out: Path, control: bool, encoded_cache: dict) -> dict:
+    """One GRPO run on ``policy`` (changed in place) for ``budget_s`` seconds; its metrics.jsonl,
+    TensorBoard events and curves.png go to ``out``."""
+    from mvp.common.storage import Storage
+    from mvp.trainer.curves import CurveLogger
+    from mvp.trainer.local import LocalTrainConfig, LocalTrainer
+
+    config = LocalTrainConfig(
+        **{**recipe, "steps": 100_000, "time_budget_s": budget_s, "control_random_labels": control}
+    )
+    curves = CurveLogger(out / "train")
+    trainer = LocalTrainer(
+        policy,
+        train,
+        score,
+        config,
+        Storage(),
+        str(out / "checkpoints"),
+        on_log=lambda e: curves.log(e.step, e.values),
+        encode_cache=encoded_cache,
+    )
+    facts = trainer.fit()
+    facts["curves"] = str(curves.close())
+    rows = [json.loads(x) for x in (out / "train" / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rewards = [r["reward"] for r in rows if "reward" in r]
+    exact = [r["exact"] for r in rows if "exact" in r]
+    window = max(1, len(rewards) // 5)
+    facts["train_reward_by_window"] = [
+        round(sum(rewards[i : i + window]) / len(rewards[i : i + window]), 4) for i in range(0, len(rewards), window)
+    ]
+    facts["train_exact_by_window"] = [
+        round(sum(exact[i : i + window]) / len(exact[i : i + window]), 4) for i in range(0, len(exact), window)
+    ]
+    facts["steps"] = trainer.step
     return facts
 
 
-def train_means(out: Path, first: int = 10) -> dict:
-    """Mean training reward of the first and last ``first`` GRPO steps (from metrics.jsonl)."""
-    path = out / "train" / "metrics.jsonl"
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
-    rewards = [r["reward"] for r in rows if "reward" in r]
-    if not rewards:
-        return {}
-    head, tail = rewards[:first], rewards[-first:]
-    return {"train_reward_first": round(sum(head) / len(head), 4), "train_reward_last": round(sum(tail) / len(tail), 4)}
+def summary(result: dict) -> dict:
+    keep = ("samples", "exact", "exact_ci", "mean_reward", "mean_reward_ci", "selection", "ordering", "format")
+    return {**{k: result[k] for k in keep}, "content_dependence": result["content_dependence"]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-s", type=float, default=1800.0, help="GRPO time budget of each run (30 min)")
+    parser.add_argument("--level", type=int, default=1, choices=[1, 2, 3])
+    parser.add_argument("--model", default="smol", help="starting model: 'smol', 'tiny' or a folder")
+    parser.add_argument("--budget-s", type=float, default=1800.0, help="GRPO time budget of each run")
     parser.add_argument("--control", action=argparse.BooleanOptionalAction, default=True, help="run the control")
+    parser.add_argument("--warm-start-epochs", type=int, default=0, help="supervised epochs before GRPO (0: none)")
+    parser.add_argument("--warm-start-lr", type=float, default=1e-5)
+    parser.add_argument("--train-videos", type=int, default=96)
+    parser.add_argument("--heldout-videos", type=int, default=64)
+    parser.add_argument("--samples-per-video", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reuse", action="store_true", help="read finished runs already under --out")
-    parser.add_argument("--out", type=Path, default=REPO / ".mvp-learning", help="working folder (replaced)")
-    parser.add_argument("--config", type=Path, default=None, help="RunConfig fields merged over the proof's")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (picked once; every stage uses it)")
+    parser.add_argument("--config", type=Path, default=None, help="JSON of LocalTrainConfig fields over the recipe")
+    parser.add_argument("--out", type=Path, default=REPO / ".mvp-learning", help="working folder (data reused)")
     args = parser.parse_args()
 
-    config = json.loads(json.dumps(PROOF))
-    config["seed"] = args.seed
-    config["steps"] = 100_000  # the time budget ends training
-    config["train"]["time_budget_s"] = args.budget_s
-    if args.config:
-        from mvp.common.settings import load_config_file
+    import torch
 
-        extra = load_config_file(args.config)
-        for key, value in extra.items():
-            config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
-    main_facts = run(config, args.out / "main", args.reuse)
-    control_facts = None
-    if args.control:
-        control = {**config, "train": {**config["train"], "control_random_labels": True}}
-        control_facts = run(control, args.out / "control", args.reuse)
+    from mvp.clients import RewardClient
+    from mvp.common.storage import Storage
+    from mvp.model.policy import Policy
+    from mvp.model.resolve import resolve_model
+    from mvp.trainer.data import load_examples
+    from mvp.trainer.evaluate import evaluate
+    from mvp.trainer.stats import paired_difference, per_sample
+    from tests.procs import start_reward
 
-    before, after = main_facts["evals"]["before"], main_facts["evals"]["after"]
-    chance = main_facts["chance_exact"]
-    bar = max(0.10, 10 * chance, before["exact"] + 0.05)
+    recipe = {**RECIPE, **(json.loads(args.config.read_text()) if args.config else {}), "seed": args.seed}
+    stages = Stages()
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = stages.run(
+        "data",
+        lambda: make_data(
+            args.out / "data", args.level, args.train_videos, args.heldout_videos, args.samples_per_video, args.seed
+        ),
+    )
+    storage = Storage()
+    train = load_examples(storage, paths["train"])
+    held = load_examples(storage, paths["heldout"])
+    torch.manual_seed(args.seed)
+    policy = Policy(resolve_model(args.model, storage, args.out / "models"), device=args.device)
+    cache: dict = {}
+
+    def encoded(ex):
+        if ex.id not in cache:
+            cache[ex.id] = policy.encode(ex.prompt, ex.images)
+        return cache[ex.id]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reward = start_reward(Path(tmp))
+        try:
+            client = RewardClient(f"127.0.0.1:{reward.ports['grpc']}")
+            client.wait_healthy(timeout_s=60)
+            budget = recipe.get("max_new_tokens", 16)
+
+            def held_out(name: str) -> tuple[dict, list[dict]]:
+                rows: list[dict] = []
+                result = evaluate(policy, held, client.score, budget, encoded, rows, diagnostics=True, seed=args.seed)
+                (args.out / f"predictions_{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+                return result, rows
+
+            warm = None
+            if args.warm_start_epochs:
+                warm = stages.run(
+                    "warm start",
+                    lambda: warm_start(policy, train, args.warm_start_epochs, args.warm_start_lr, args.seed, encoded),
+                )
+            start_state = copy.deepcopy(policy.model.state_dict())
+            before, before_rows = stages.run("eval before", lambda: held_out("before"))
+            main_run = stages.run(
+                "grpo",
+                lambda: grpo(policy, train, client.score, recipe, args.budget_s, args.out / "main", False, cache),
+            )
+            after, after_rows = stages.run("eval after", lambda: held_out("after"))
+            control = control_rows = control_run = None
+            if args.control:
+                policy.model.load_state_dict(start_state)
+                control_run = stages.run(
+                    "grpo control",
+                    lambda: grpo(policy, train, client.score, recipe, args.budget_s, args.out / "control", True, cache),
+                )
+                control, control_rows = stages.run("eval control", lambda: held_out("control"))
+            client.close()
+        finally:
+            reward.stop()
+
+    def diff(a_rows, b_rows, key):
+        return paired_difference(per_sample(a_rows, key), per_sample(b_rows, key), seed=args.seed)
+
+    gain = diff(after_rows, before_rows, "exact")
     result: dict = {
         "bench": "learning_curve",
-        "model": config["model"],
-        "task": {k: config["synth"][k] for k in ("num_frames", "num_masked", "num_distractors")},
-        "before_exact": before["exact"],
-        "after_exact": after["exact"],
-        "chance_exact": chance,
-        "before_reward": before["mean_reward"],
-        "after_reward": after["mean_reward"],
-        **{f"before_{c}": before[c] for c in COMPONENTS if c not in ("exact", "mean_reward")},
-        **{f"after_{c}": after[c] for c in COMPONENTS if c not in ("exact", "mean_reward")},
-        "held_out_samples": after["samples"],
-        "grpo_seconds": main_facts["training"].get("train_seconds"),
-        "grpo_steps": main_facts["training"].get("steps"),
-        "completions_per_step": config["train"]["prompts_per_step"] * config["train"]["n_samples_per_prompt"],
-        **train_means(args.out / "main"),
-        "time_budget_s": args.budget_s,
-        "bar_exact": round(bar, 4),
-        "meets_bar": after["exact"] >= bar and (main_facts["training"].get("train_seconds") or 0) <= 1800 + 60,
-        "ratio_after_to_chance": round(after["exact"] / chance, 2),
-        "curves": str(args.out / "main" / "train" / "curves.png"),
-        "wall_seconds": main_facts["wall_seconds"],
+        "level": args.level,
+        "task": {k: getattr(held[0], k, None) for k in ("k", "num_candidates")},
+        "model": args.model,
+        "device": args.device,
+        "recipe": recipe,
+        "train_samples": len(train),
+        "held_out_samples": len(held),
+        "held_out_videos": args.heldout_videos,
+        "chance_exact": before["chance_exact"],
+        "warm_start": warm,
+        "before": summary(before),
+        "after": summary(after),
+        "after_minus_before_exact": gain["mean"],
+        "after_minus_before_exact_ci": gain["ci"],
+        "after_minus_before_reward_ci": diff(after_rows, before_rows, "reward")["ci"],
+        "grpo": {k: main_run[k] for k in main_run if k != "curves"},
+        "curves": main_run["curves"],
     }
-    if control_facts:
-        c_after = control_facts["evals"]["after"]
+    meets = (
+        gain["mean"] >= BAR_GAIN and gain["ci"][0] > 0 and (main_run.get("train_seconds") or 0) <= BAR_GRPO_SECONDS + 60
+    )
+    if control is not None:
+        vs = diff(after_rows, control_rows, "exact")
         result.update(
             {
-                "control_before_exact": control_facts["evals"]["before"]["exact"],
-                "control_after_exact": c_after["exact"],
-                "control_after_reward": c_after["mean_reward"],
-                "control_after_selection": c_after["selection"],
-                "control_after_ordering": c_after["ordering"],
-                "control_grpo_seconds": control_facts["training"].get("train_seconds"),
-                "control_grpo_steps": control_facts["training"].get("steps"),
-                "control_meets_bar": c_after["exact"] >= bar,
-                **{f"control_{k}": v for k, v in train_means(args.out / "control").items()},
+                "control": summary(control),
+                "control_grpo": {k: control_run[k] for k in control_run if k != "curves"},
+                "after_minus_control_exact": vs["mean"],
+                "after_minus_control_exact_ci": vs["ci"],
+                "after_minus_control_reward_ci": diff(after_rows, control_rows, "reward")["ci"],
+                "control_minus_before_exact_ci": diff(control_rows, before_rows, "exact")["ci"],
             }
         )
-        result["meets_bar"] = result["meets_bar"] and not result["control_meets_bar"]
+        meets = meets and vs["mean"] >= BAR_GAIN and vs["ci"][0] > 0
+    result.update(
+        {
+            "bar": f"after-before >= {BAR_GAIN} and after-control >= {BAR_GAIN} exact, intervals above 0, "
+            f"GRPO <= {BAR_GRPO_SECONDS:.0f} s",
+            "meets_bar": bool(meets and control is not None),
+            "stage_seconds": stages.seconds,
+        }
+    )
     print(
-        f"held-out exact {before['exact']:.3f} -> {after['exact']:.3f} (chance {chance:.4f}, bar {bar:.3f})"
-        + (f", control -> {result['control_after_exact']:.3f}" if control_facts else "")
-        + f"; mean reward {before['mean_reward']:.3f} -> {after['mean_reward']:.3f}",
+        f"level {args.level}: held-out exact {before['exact']:.3f} -> {after['exact']:.3f} "
+        f"(chance {before['chance_exact']:.3f}; after-before {gain['mean']:+.3f} {gain['ci']})"
+        + (f", control {control['exact']:.3f}" if control else ""),
         file=sys.stderr,
     )
     print(json.dumps(result))

@@ -38,13 +38,15 @@ def test_main_job_small(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [*MVP, "run", "--model", "tiny", "--videos", "4", "--video-seconds", "12", "--steps", "2", "--out", str(out)]
     args += ["--transfer-clips", "2"]
-    # one extra training set from the same training videos: K=1 among 2 candidates
-    (tmp_path / "run.json").write_text(json.dumps({"extra_train": [{"num_masked": 1, "num_distractors": 1}]}))
+    # one extra training set from the same training videos: K=1 among 2 candidates; the evaluation
+    # answers with the training's generation budget
+    config = {"extra_train": [{"num_masked": 1, "num_distractors": 1}], "train": {"max_new_tokens": 6}}
+    (tmp_path / "run.json").write_text(json.dumps(config))
     args += ["--config", str(tmp_path / "run.json")]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "== [4] synthesis" in proc.stderr
-    assert "chance exact =" in proc.stderr and "  after " in proc.stderr  # the before/after table
+    assert "chance_exact" in proc.stderr and "  after " in proc.stderr  # the before/after table
     assert "\r" not in proc.stderr, "progress bars drew carriage returns into a log (not a TTY)"
     assert len(proc.stderr) < 30_000, len(proc.stderr)
     report = (out / "report" / "report.md").read_text()
@@ -58,7 +60,16 @@ def test_main_job_small(tmp_path: Path) -> None:
     assert list((out / "report").glob("sheet_*.png"))
     assert (out / "report" / "index.html").read_text().count("<img") >= 1
     facts = json.loads((out / "report" / "report.json").read_text())
-    assert {"before", "after"} <= set(facts["evals"]) and 0 < facts["chance_exact"] < 1
+    assert {"before", "after", "before (level 2)", "after (level 2)"} == set(facts["evals"])
+    assert facts["chance_exact"] == 1 / 8 and facts["evals"]["after (level 2)"]["chance_exact"] == 1 / 72
+    assert all(e["max_new_tokens"] == 6 for e in facts["evals"].values())
+    for name, result in facts["evals"].items():
+        low, high = result["exact_ci"]
+        assert low <= result["exact"] <= high, name
+        assert 0 <= result["content_dependence"]["follows_frame"] <= 1
+    gain = facts["gains"]["level 1"]["exact"]
+    assert gain["ci"][0] <= gain["mean"] <= gain["ci"][1] and gain["samples"] == facts["evals"]["after"]["samples"]
+    assert "exact after - before" in report and "follows_frame" in report
     assert [s["status"] for s in facts["stages"]] == ["ok"] * 10  # the report's own row included
     # every held-out answer is kept, and the per-sample records add up to the reported means
     for name in ("before", "after"):
@@ -68,19 +79,20 @@ def test_main_job_small(tmp_path: Path) -> None:
         for key in ("exact", "selection", "format"):
             assert sum(r[key] for r in rows) / len(rows) == pytest.approx(facts["evals"][name][key])
         assert all(isinstance(r["completion"], str) and r["ground_truth"] for r in rows)
-    assert "`predictions_before.jsonl`, `predictions_after.jsonl`" in report
+    for name in ("before", "after", "before_level_2", "after_level_2"):
+        assert f"`predictions_{name}.jsonl`" in report
     # GRPO drew from both training sets; held-out samples follow synth alone
     splits = facts["splits"]
-    assert splits["train-1"]["task"] == "N=6, K=1, l=1" and splits["train-1"]["samples"] > 0
+    assert splits["train-1"]["task"] == "N=3, K=1, l=1" and splits["train-1"]["samples"] > 0
     assert facts["training"]["train_samples"] == splits["train"]["samples"] + splits["train-1"]["samples"]
-    assert "| train-1 (N=6, K=1, l=1) |" in report
+    assert "| train-1 (N=3, K=1, l=1) |" in report
     # the transfer probe: 2 procedural clips + 1 per FFmpeg test source, each forward and reversed
     assert facts["transfer"]["after"]["samples"] == 12 and 0 <= facts["transfer"]["after"]["accuracy"] <= 1
     assert "## Transfer probe (never trained on)" in report
     # the store writes through: corpus, samples and checkpoints are on disk
     store = out / "store" / "mvp"
     assert len(list((store / "corpus" / "train").glob("*.mp4"))) == 3
-    assert list(store.glob("samples/*/heldout/openrlhf.jsonl"))
+    assert len(list(store.glob("samples/*/heldout/openrlhf.jsonl"))) == 2  # level 1 and level 2
     assert len(list(store.glob("samples/*/train/samples.jsonl"))) == 2  # synth's and extra_train's
     assert list(store.glob("checkpoints/*/step-000002/model.safetensors"))
     assert children_of_run(out) == set(), "a child process survived mvp run"

@@ -9,8 +9,10 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mvp.common.synth_config import SynthConfig
+from mvp.common.synth_config import LEVELS, SynthConfig, level_config
 from mvp.trainer.config import LocalTrainConfig
+
+SAMPLES_PER_VIDEO = 4  # of the default run's synthesis
 
 
 class RunConfig(BaseSettings):
@@ -28,6 +30,19 @@ class RunConfig(BaseSettings):
     )
     videos: int = Field(24, ge=2, description="Procedural videos to generate (a quarter are held out).")
     video_seconds: float = Field(20.0, gt=0, description="Length of each procedural video.")
+    level: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="MVP level of the training and held-out samples (mvp.common.synth_config.LEVELS: 1 = K=1 "
+        "among 8 candidates, N=3; 2 = K=2 among 9, N=4; 3 = K=3 among 6, N=8); a --config file's `synth` "
+        "section changes fields on top of it.",
+    )
+    eval_levels: list[int] = Field(
+        default_factory=lambda: [2],
+        description="Other MVP levels measured on the held-out videos before and after training (never trained "
+        "on here), e.g. [2] or [2, 3]; [] measures only `level`.",
+    )
     steps: int = Field(
         8,
         ge=0,
@@ -49,11 +64,12 @@ class RunConfig(BaseSettings):
     )
     train: LocalTrainConfig = Field(
         default_factory=lambda: LocalTrainConfig(prompts_per_step=2, n_samples_per_prompt=4, checkpoint_every=4),
-        description="Local GRPO recipe (steps is overridden by --steps); small groups keep the default run short.",
+        description="Local GRPO recipe (its steps and seed are the run's: set them once, here or as --steps/--seed); "
+        "small groups keep the default run short.",
     )
     synth: SynthConfig = Field(
-        default_factory=lambda: SynthConfig(num_frames=6, num_masked=2, num_distractors=2, samples_per_video=4),
-        description="Sample synthesis config (small N, K, l keep a tiny model's context short on CPU).",
+        default_factory=lambda: level_config(1, samples_per_video=SAMPLES_PER_VIDEO),
+        description="Sample synthesis config: `level`'s, with a --config file's `synth` fields replacing its values.",
     )
     extra_train: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -62,8 +78,40 @@ class RunConfig(BaseSettings):
         "all training sets together. Held-out samples always follow synth.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        """One value per setting: `level` gives synth's task (a `synth` section changes fields on top of
+        it), and `steps`/`seed` are the training's and the synthesis' unless those sections set their
+        own, which must then agree (a conflict names both instead of one silently winning)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key, sections in (("steps", ("train",)), ("seed", ("train", "synth"))):
+            for section in sections:
+                inner = data.get(section)
+                if not isinstance(inner, dict) or key not in inner:
+                    continue
+                if key in data and data[key] != inner[key]:
+                    raise ValueError(
+                        f"{key} is set twice with different values: {key}={data[key]} and {section}.{key}="
+                        f"{inner[key]}; set one of them"
+                    )
+                data[key] = inner[key]
+        synth = data.get("synth")
+        if synth is None or isinstance(synth, dict):
+            level = int(data.get("level", cls.model_fields["level"].default))
+            fields = {"samples_per_video": SAMPLES_PER_VIDEO, **(synth or {})}
+            data["synth"] = level_config(level, **fields).model_dump() if level in LEVELS else fields
+        return data
+
     @model_validator(mode="after")
     def _extra_train_configs(self) -> RunConfig:
+        # the run's steps and seed reach the sections that use them (checked to agree above)
+        self.train = self.train.model_copy(update={"steps": self.steps, "seed": self.seed})
+        self.synth = self.synth.model_copy(update={"seed": self.seed})
+        if any(level not in LEVELS for level in self.eval_levels):
+            raise ValueError(f"eval_levels {self.eval_levels}: levels are {', '.join(map(str, LEVELS))}")
         for i in range(len(self.extra_train)):
             try:
                 self.extra_synth(i)

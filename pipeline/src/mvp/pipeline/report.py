@@ -39,6 +39,7 @@ def machine_readable(state: RunState) -> dict:
         "splits": state.splits,
         "chance_exact": chance_exact(k, pool),
         "evals": state.evals,
+        "gains": state.gains,
         "transfer": state.transfer,
         "served": state.served,
         "training": state.training,
@@ -89,8 +90,29 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
     md += ["", "## Held-out metrics", ""]
     if state.evals:
         md += _checkpoint_table(
-            state.evals, ("mean_reward", "exact", "selection", "ordering", "format", "chance_exact", "samples")
+            state.evals,
+            ("task", "mean_reward", "exact", "exact_ci", "selection", "ordering", "format", "chance_exact", "samples"),
         )
+        md += ["", "Intervals: 95% bootstrap over the held-out samples; after - before paired on the same samples."]
+        for task, gain in state.gains.items():
+            e, r = gain["exact"], gain["reward"]
+            md.append(
+                f"- {task}: exact after - before {e['mean']:+.3f} (95% CI [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]); "
+                f"mean reward {r['mean']:+.3f} ([{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}])"
+            )
+        diag = {n: r["content_dependence"] for n, r in state.evals.items() if "content_dependence" in r}
+        if diag:
+            md += [
+                "",
+                "Does the answer follow the frames or the candidate numbers? The candidates shown again in an order "
+                "that moves every one (follows frame / follows number: share of answered indices), and the "
+                "information the first answer index carries about the prompt (nats, of log(candidates) possible).",
+                "",
+            ]
+            md += _checkpoint_table(
+                diag,
+                ("follows_frame", "follows_number", "answer_information_nats", "top_answer", "top_answer_share"),
+            )
         files = [
             Path(state.artifacts[f"predictions_{n}"]).name for n in state.evals if f"predictions_{n}" in state.artifacts
         ]
@@ -187,7 +209,9 @@ def _checkpoint_table(results: dict[str, dict], keys: tuple[str, ...]) -> list[s
 
 
 def _num(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    if isinstance(value, list) and all(isinstance(v, float) for v in value):
+        return "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
+    return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "/")
 
 
 def _served_answer(state: RunState, sample: dict) -> list[int] | None:

@@ -112,15 +112,21 @@ class Pipeline:
         return 0
 
     def _print_table(self) -> None:
-        """The before/after held-out table, on the console."""
+        """The held-out table (each checkpoint on each task, with its chance and interval) and each
+        task's paired after - before, on the console."""
         if not self.state.evals:
             return
-        keys = ("mean_reward", "exact", "selection", "ordering", "format")
-        chance = next(iter(self.state.evals.values()))["chance_exact"]
-        say(f"\nheld-out ({next(iter(self.state.evals.values()))['samples']} samples; chance exact = {chance:.3f})")
-        say(f"  {'checkpoint':<10}" + "".join(f"{k:>13}" for k in keys))
-        for name, result in self.state.evals.items():
-            say(f"  {name:<10}" + "".join(f"{result[k]:>13.3f}" for k in keys))
+        keys = ("mean_reward", "exact", "selection", "ordering", "format", "chance_exact")
+        say(
+            f"\nheld-out ({next(iter(self.state.evals.values()))['samples']} samples per task; 95% bootstrap intervals)"
+        )
+        say(f"  {'checkpoint':<20}" + "".join(f"{k:>13}" for k in keys) + f"{'exact 95% CI':>18}")
+        for name, r in self.state.evals.items():
+            ci = "[{:.3f}, {:.3f}]".format(*r["exact_ci"])
+            say(f"  {name:<20}" + "".join(f"{r[k]:>13.3f}" for k in keys) + f"{ci:>18}")
+        for task, gain in self.state.gains.items():
+            g = gain["exact"]
+            say(f"  {task}: exact after - before {g['mean']:+.3f} [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}] (paired)")
 
     def _try_report(self) -> None:
         if self.state.store is None:

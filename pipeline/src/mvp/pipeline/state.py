@@ -25,6 +25,7 @@ class RunState:
     reward_addr: str = ""
     splits: dict[str, dict] = field(default_factory=dict)
     evals: dict[str, dict] = field(default_factory=dict)
+    gains: dict[str, dict] = field(default_factory=dict)  # {task: {exact|reward: paired after - before}}
     transfer: dict[str, dict] = field(default_factory=dict)
     served: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)

@@ -162,13 +162,19 @@ def add_settings_flags(
 
 def settings_from_args(cls: type[S], args: argparse.Namespace, base: dict[str, Any] | None = None) -> S:
     """Builds ``cls`` from the flags set on the command line, then ``base`` (e.g. a config file's
-    values), then the environment and the defaults."""
+    values), then the environment and the defaults. A flag and ``base`` that set one field to two
+    values are an error naming both, never a silent override."""
     overrides = {
         key.removeprefix("settings__"): value
         for key, value in vars(args).items()
         if key.startswith("settings__") and value is not None and key.removeprefix("settings__") in cls.model_fields
     }
-    return cls(**{**(base or {}), **overrides})
+    base = base or {}
+    for key, value in overrides.items():
+        if key in base and base[key] != value:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{key} is set twice: {flag} {value} and {base[key]!r} in the config file; set it once")
+    return cls(**{**base, **overrides})
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Literal
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mvp.common.geometry import FRAME_LONG_SIDE
 from mvp.v1 import sample_pb2
 
 
@@ -33,7 +34,13 @@ class SynthConfig(BaseModel):
         description="Keep a frame only if its similarity to the last kept frame is below kappa "
         "(meaning depends on the embedder; see docs/synth-service.md).",
     )
-    image_size: int = Field(224, ge=32, le=2048, description="Longest side of stored frames, pixels.")
+    image_size: int = Field(
+        FRAME_LONG_SIDE,
+        ge=32,
+        le=2048,
+        description="Longest side of stored frames, pixels (the default gives mvp-smol the patch grid it was "
+        "aligned on: mvp.common.geometry).",
+    )
     image_format: Literal["jpeg", "webp"] = Field("jpeg", description="Encoding of stored frames.")
     image_quality: int = Field(90, ge=1, le=100, description="Encoder quality of stored frames.")
     seed: int = Field(0, ge=0, description="Base seed; each sample derives its seed from it and the video hash.")
@@ -92,3 +99,21 @@ class SynthConfig(BaseModel):
             if "seed" in values:
                 values["seed"] = int(values["seed"])
         return cls.model_validate(values)
+
+
+# The ladder of MVP tasks the learning proof climbs (`mvp run --level N`, benchmarks/learning_curve.py):
+# distractors drawn uniformly from within 8 s of the gap, as the paper samples them. Chance of an
+# exact answer: 1/8, 1/72, 1/120.
+LEVELS: dict[int, dict] = {
+    1: {"num_frames": 3, "num_masked": 1, "num_distractors": 7},
+    2: {"num_frames": 4, "num_masked": 2, "num_distractors": 7},
+    3: {"num_frames": 8, "num_masked": 3, "num_distractors": 3},
+}
+LEVEL_DISTRACTORS = {"distractor_sampling": "uniform", "neighbourhood_s": 8.0}
+
+
+def level_config(level: int, **fields) -> SynthConfig:
+    """The synthesis config of MVP level ``level`` (1-3), with ``fields`` replacing its values."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown MVP level {level} (levels: {', '.join(map(str, LEVELS))})")
+    return SynthConfig.model_validate({**LEVEL_DISTRACTORS, **LEVELS[level], **fields})

@@ -1,15 +1,23 @@
 """Held-out evaluation through the reward-service: greedy answers, scored by the same reward the
-training used, aggregated into mean reward, exact / selection / ordering, format rate and chance."""
+training used, aggregated into mean reward, exact / selection / ordering, format rate, chance and
+bootstrap intervals; optionally the content-dependence diagnostic (does the answer follow the
+frames or the candidate numbers?)."""
 
 from __future__ import annotations
 
 import json
 import math
+import random
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from mvp.model.policy import Policy
+import torch
+
+from mvp.common.sample import parse_answer
+from mvp.model.policy import Encoded, Policy, reorder_images
 from mvp.trainer.data import Example
+from mvp.trainer.stats import bootstrap_ci
 
 _COMPONENTS = ("exact", "selection", "ordering", "format")  # averaged, in the report's order
 
@@ -26,15 +34,17 @@ def evaluate(
     max_new_tokens: int = 16,
     encoded: Callable | None = None,
     predictions: list[dict] | None = None,
-) -> dict[str, float]:
+    diagnostics: bool = False,
+    seed: int = 0,
+) -> dict:
     """Aggregates over ``examples``; when ``predictions`` is a list, one record per sample is appended
     to it (its id, the greedy answer's text, the ground truth and the reward's components), so a
-    researcher can see *which* answers moved, not only the means."""
+    researcher can see *which* answers moved, not only the means. ``exact_ci`` and
+    ``mean_reward_ci`` are 95% bootstrap intervals of the means; with ``diagnostics`` the result
+    also carries ``content_dependence`` (see that function)."""
     policy.model.eval()
-    texts = []
-    for ex in examples:
-        enc = encoded(ex) if encoded else policy.encode(ex.prompt, ex.images)
-        texts.extend(policy.decode(policy.sample(enc, 1, max_new_tokens, 1.0, greedy=True)))
+    encode = encoded or (lambda ex: policy.encode(ex.prompt, ex.images))
+    texts = [_greedy(policy, encode(ex), max_new_tokens) for ex in examples]
     results = score(texts, [e.label_json for e in examples])
     rows = [
         {
@@ -50,12 +60,115 @@ def evaluate(
     if predictions is not None:
         predictions.extend(rows)
     n = max(1, len(rows))
-    return {
+    out = {
         "samples": len(rows),
+        "max_new_tokens": max_new_tokens,
         "mean_reward": sum(row["reward"] for row in rows) / n,
         **{key: sum(row[key] for row in rows) / n for key in _COMPONENTS},
         "chance_exact": chance_exact(examples),
+        "exact_ci": bootstrap_ci([row["exact"] for row in rows], seed=seed),
+        "mean_reward_ci": bootstrap_ci([row["reward"] for row in rows], seed=seed),
     }
+    if diagnostics:
+        out["content_dependence"] = content_dependence(policy, examples, texts, encode, max_new_tokens, seed)
+    return out
+
+
+def _greedy(policy: Policy, enc: Encoded, max_new_tokens: int) -> str:
+    return policy.decode(policy.sample(enc, 1, max_new_tokens, 1.0, greedy=True))[0]
+
+
+def _derangement(n: int, rng: random.Random) -> list[int]:
+    """A random order of n candidates in which none stays where it was (n >= 2)."""
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        if all(order[i] != i for i in range(n)):
+            return order
+
+
+def content_dependence(
+    policy: Policy,
+    examples: list[Example],
+    answers: list[str],
+    encode: Callable[[Example], Encoded],
+    max_new_tokens: int = 16,
+    seed: int = 0,
+) -> dict:
+    """Does the model read the frames? Two measurements on the same held-out samples.
+
+    - **candidate shuffle**: the candidates are shown again in a random order that moves every one
+      of them (the text unchanged); per answered index, ``follows_frame`` is the share whose new
+      answer names the same frame as before (at its new number), ``follows_number`` the share that
+      keeps the same number (now another frame). A model that reads the frames follows them; a
+      position prior keeps the numbers. Over the samples whose first answer parsed.
+    - **answer information**: I(first answer index; prompt) in nats, from the model's probability
+      of each candidate number right after ``<answer>`` (normalised over the candidates):
+      H(mean answer distribution) - mean H(answer distribution). 0 means the same answer
+      distribution whatever the frames; log(candidates) is the most there is.
+    ``top_answer_share``: the share of samples whose greedy answer is the single most common one."""
+    rng = random.Random(seed + 1)
+    frame = number = parsed_pairs = 0.0
+    for ex, text in zip(examples, answers, strict=True):
+        first = parse_answer(text, ex.k, ex.num_candidates, ex.index_base)
+        if first.failure_reason or ex.num_candidates < 2:
+            continue
+        order = _derangement(ex.num_candidates, rng)
+        n_context = len(ex.images) - ex.num_candidates
+        enc = reorder_images(encode(ex), [*range(n_context), *(n_context + i for i in order)])
+        again = parse_answer(_greedy(policy, enc, max_new_tokens), ex.k, ex.num_candidates, ex.index_base)
+        parsed_pairs += 1
+        if again.failure_reason:
+            continue
+        base = ex.index_base
+        moved = [order.index(a - base) + base for a in first.indices]  # where each answered frame went
+        frame += sum(a == m for a, m in zip(again.indices, moved, strict=True)) / ex.k
+        number += sum(a == b for a, b in zip(again.indices, first.indices, strict=True)) / ex.k
+    dists = [_first_index_distribution(policy, encode(ex), ex) for ex in examples]
+    info = _mutual_information(dists)
+    counts = Counter(answers)
+    return {
+        "shuffled_samples": int(parsed_pairs),
+        "follows_frame": frame / parsed_pairs if parsed_pairs else 0.0,
+        "follows_number": number / parsed_pairs if parsed_pairs else 0.0,
+        "answer_information_nats": info,
+        "answer_information_max_nats": math.log(max((e.num_candidates for e in examples), default=1)),
+        "top_answer": counts.most_common(1)[0][0] if counts else "",
+        "top_answer_share": counts.most_common(1)[0][1] / len(answers) if answers else 0.0,
+    }
+
+
+@torch.no_grad()
+def _first_index_distribution(policy: Policy, enc: Encoded, ex: Example) -> list[float]:
+    """P(first answer index = i | prompt, the answer began with ``<answer>``), over the candidates."""
+    tok = policy.tokenizer
+    rows = [tok(f"<answer>{i}", add_special_tokens=False)["input_ids"] for i in _numbers(ex)]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [policy.pad_id] * (width - len(r)) for r in rows])
+    logp, _ = policy.token_logprobs(enc, ids)
+    mask = torch.tensor([[1.0] * len(r) + [0.0] * (width - len(r)) for r in rows])
+    return torch.softmax((logp.float() * mask).sum(1), dim=0).tolist()
+
+
+def _numbers(ex: Example) -> range:
+    return range(ex.index_base, ex.index_base + ex.num_candidates)
+
+
+def _entropy(p: list[float]) -> float:
+    return -sum(x * math.log(x) for x in p if x > 0)
+
+
+def _mutual_information(dists: list[list[float]]) -> float:
+    """I(answer; prompt) of per-prompt answer distributions over a shared index set (prompts with
+    another number of candidates are grouped by size and weighted by their share)."""
+    by_size: dict[int, list[list[float]]] = {}
+    for d in dists:
+        by_size.setdefault(len(d), []).append(d)
+    total = 0.0
+    for group in by_size.values():
+        mean = [sum(col) / len(group) for col in zip(*group, strict=True)]
+        total += len(group) / len(dists) * (_entropy(mean) - sum(_entropy(d) for d in group) / len(group))
+    return round(total, 4)
 
 
 def write_predictions(path: Path, records: list[dict]) -> None:

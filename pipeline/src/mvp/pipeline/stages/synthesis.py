@@ -16,15 +16,20 @@ def run(job: Pipeline) -> str:
     from mvp.pipeline.supervisor import StageError
     from mvp.v1 import synthesis_pb2
 
-    # extra_train: more training sets from the training videos, each with its own synth config
-    if "train" in job.state.splits:
+    # extra_train: more training sets from the training videos, each with its own synth config;
+    # eval_levels: more held-out sets from the held-out videos, one per other MVP level
+    splits = job.state.splits
+    if "train" in splits:
         for i in range(len(job.config.extra_train)):
-            job.state.splits[f"train-{i + 1}"] = {"input": job.state.splits["train"]["input"], "extra": i}
+            splits[f"train-{i + 1}"] = {"input": splits["train"]["input"], "extra": i}
+    if "heldout" in splits:
+        for level in job.config.eval_levels:
+            if level != job.config.level:
+                splits[f"heldout-L{level}"] = {"input": splits["heldout"]["input"], "level": level}
     parts = []
     with SynthClient(job.state.synth_addr) as client:
-        for split, info in job.state.splits.items():
-            base = job.config.extra_synth(info["extra"]) if "extra" in info else job.config.synth
-            config = base.model_copy(update={"seed": job.config.seed})
+        for split, info in splits.items():
+            config = _config(job, info)
             output = f"s3://{job.config.bucket}/samples/{config.digest()}/{split.split('-')[0]}"
             bar = progress(desc=f"   synth {split}", unit="video")
             final = client.run_job(
@@ -46,6 +51,17 @@ def run(job: Pipeline) -> str:
             info["task"] = f"N={config.num_frames}, K={config.num_masked}, l={config.num_distractors}"
             parts.append(f"{split}: {final.samples_written} samples from {final.videos_ok} videos ({info['task']})")
     return "; ".join(parts)
+
+
+def _config(job: Pipeline, info: dict):
+    """The synth config of one split: the run's, an extra training set's, or another level's."""
+    from mvp.common.synth_config import level_config
+
+    if "extra" in info:
+        return job.config.extra_synth(info["extra"])
+    if "level" in info:
+        return level_config(info["level"], samples_per_video=job.config.synth.samples_per_video, seed=job.config.seed)
+    return job.config.synth
 
 
 def _job_update(job: Pipeline, bar, status) -> None:

@@ -12,16 +12,15 @@ def run(job: Pipeline) -> str:
     from mvp.pipeline.config import run_id
     from mvp.trainer.runner import train_local
 
-    train_cfg = job.config.train.model_copy(update={"steps": job.config.steps, "seed": job.config.seed})
     output = f"s3://{job.config.bucket}/checkpoints/{run_id(job.config)}"
     summary = train_local(
         model=job.config.model,
-        train_samples=[job.samples_uri(s) for s in job.state.splits if s == "train" or s.startswith("train-")],
+        train_samples=[job.samples_uri(s) for s in job.state.splits if s.split("-")[0] == "train"],
         eval_samples=None,
         output=output,
         logdir=job.out / "train",
         reward_addr=job.state.reward_addr,
-        config=train_cfg,
+        config=job.config.train,
         store=job.state.store,
         resume=True,
         progress=True,
