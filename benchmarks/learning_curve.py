@@ -69,16 +69,15 @@ class Stages:
 def make_data(out: Path, level: int, train_videos: int, heldout_videos: int, per_video: int, seed: int) -> dict:
     """Corpus and samples (reused when already there: same seeds and config give the same files)."""
     from mvp.common.procedural import write_corpus
+    from mvp.common.seeds import corpus_seed
     from mvp.common.settings import StoreSettings
     from mvp.common.synth_config import level_config
     from mvp.synth.corpus import run_corpus
 
     config = level_config(level, samples_per_video=per_video, seed=seed)
     paths = {}
-    for split, (first, count) in {
-        "train": (seed * 100_000, train_videos),
-        "heldout": (seed * 100_000 + 50_000, heldout_videos),
-    }.items():
+    for split, count in {"train": train_videos, "heldout": heldout_videos}.items():
+        first = corpus_seed(seed, split, count)
         videos = out / "videos" / split
         write_corpus(videos, count, seed=first, seconds=20.0)
         samples = out / "samples" / config.digest() / split

@@ -75,3 +75,24 @@ def test_fact_stages_parse_in_their_short_form_only():
 def test_fact_samples_need_the_objects():
     with pytest.raises(ValueError, match="scene objects"):
         make_sample(random.Random(0), VIDEOS, 20, 1, 0, "where")
+
+
+def test_mvp_stage_asks_the_mvp_question_on_the_models_own_videos():
+    """An 'mvp' sample is the prompt synth writes for the same N/K/l, its answer the masked frames in
+    temporal order, its distractors from the same video within 8 s of the gap and never a context frame."""
+    from mvp.common.sample import parse_answer, render_prompt
+
+    rng = random.Random(0)
+    for k in (1, 2):
+        for _ in range(50):
+            s = make_sample(rng, VIDEOS, 20, k, 7, "mvp")
+            assert s.prompt == render_prompt(1, 1, k, k + 7, 1)
+            assert len({v for v, _ in s.frames}) == 1  # one video
+            before, after = s.frames[0][1], s.frames[1][1]
+            candidates = [f for _, f in s.frames[2:]]
+            gap = list(range(before + 1, after))
+            assert len(gap) == k and [candidates[a - 1] for a in s.answer] == gap
+            distractors = set(candidates) - set(gap)
+            assert len(distractors) == 7 and not distractors & {before, after}
+            assert all(min(abs(d - g) for g in gap) <= 8 for d in distractors)
+            assert not parse_answer(f"<answer>{', '.join(map(str, s.answer))}</answer>", k, k + 7).failure_reason

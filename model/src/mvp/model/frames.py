@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 
 from mvp.common.procedural import SceneObject, VideoSpec, render_frames, scene_objects
+from mvp.common.seeds import MODEL_STAGES
 
-# `mvp data` / `mvp run` corpora use seeds from 0; the model's stages stay far away from them.
-SEED_OFFSET = 7_000_000
+# `mvp data` / `mvp run` corpora use seeds from 0; the model's stages stay far away (mvp.common.seeds).
+SEED_OFFSET = MODEL_STAGES
 
 
 def video_frames(index: int, seconds: float = 20.0, every: int = 25) -> list[np.ndarray]:

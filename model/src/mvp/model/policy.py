@@ -326,6 +326,20 @@ def reorder_images(enc: Encoded, order: list[int]) -> Encoded:
     return Encoded(enc.input_ids, torch.cat(rows), enc.image_grid_thw, enc.positions)
 
 
+def append_tokens(enc: Encoded, ids: list[int]) -> Encoded:
+    """``enc`` followed by the text tokens ``ids`` (e.g. the start of an answer, to read the model's
+    distribution over what comes next from one prefill)."""
+    extra = torch.tensor(ids, dtype=enc.input_ids.dtype)
+    start = enc.next_position
+    positions = torch.arange(start, start + len(ids)).view(1, -1).expand(3, -1)
+    return Encoded(
+        torch.cat([enc.input_ids, extra]),
+        enc.pixel_values,
+        enc.image_grid_thw,
+        torch.cat([enc.positions, positions], 1),
+    )
+
+
 def _image_offsets(enc: Encoded) -> list[int]:
     """Where each image's rows start in ``enc.pixel_values`` (and where the last one ends)."""
     sizes = [int(g.prod()) for g in enc.image_grid_thw]

@@ -43,12 +43,14 @@ class AlignConfig(BaseSettings):
     held_out_samples: int = Field(24, ge=1, description="Held-out samples per curriculum stage.")
     curriculum: str = Field(
         "1:2:other:700,2:3:other:300,2:3:same:400,3:3:same:400",
-        description="Stages, easiest first, each K:l:other|same|near|close|pick:samples (K references, l distractors "
-        "from other videos or from the same video, trained for that many samples; 'near' asks for the candidate "
-        "filmed one second before or after each reference: no exact copies, distractors >= 3 s from every "
-        "reference; 'close' the same with distractors >= 2 s; 'pick' a 'close' sample whose question names one "
-        "reference, with every reference's neighbour among the candidates) "
-        "or where|motion:samples (scene facts: where a named object is, which way it moved).",
+        description="Stages, easiest first, each K:l:KIND:samples (K references, l distractors, trained for that "
+        "many samples). KIND: 'other'/'same' (an exact copy of each reference among frames of other videos / of "
+        "the same video); 'near' (the candidate filmed one second before or after each reference, distractors "
+        ">= 3 s from every reference); 'close' (the same, distractors >= 2 s); 'pick' (a 'close' sample whose "
+        "question names one reference, every reference's neighbour among the candidates); 'mvp' (the MVP "
+        "question itself on the model's own videos: K masked frames between one context frame on each side, l "
+        "distractors within 8 s). Or where|motion:samples (scene facts: where a named object is, which way it "
+        "moved).",
     )
     init: Path | None = Field(
         None, description="Continue from these alignment weights (merger + LoRA) instead of from the start."

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 
 from mvp.common.geometry import FRAME_SIZE
 from mvp.common.procedural import SceneObject
+from mvp.common.sample import render_prompt as render_mvp_prompt
 
-MATCH_KINDS = ("other", "same", "near", "close", "pick")
+MATCH_KINDS = ("other", "same", "near", "close", "pick", "mvp")
+MVP_NEIGHBOURHOOD_S = 8  # an 'mvp' stage's distractors: frames within this many seconds of the gap (synth's levels)
 FACT_KINDS = ("where", "motion")
 STAGE_KINDS = MATCH_KINDS + FACT_KINDS
 NEAR_MIN_DISTANCE = 3  # seconds between a 'near' stage's distractors (and other references) and each reference
@@ -91,6 +93,8 @@ def make_sample(
         return _near_sample(rng, video, frames_per_video, k, n_distract, DISTRACTOR_DISTANCE[where])
     if where == "pick":
         return _pick_sample(rng, video, frames_per_video, k, n_distract)
+    if where == "mvp":
+        return _mvp_sample(rng, video, frames_per_video, k, n_distract)
     refs = [(video, f) for f in rng.sample(range(frames_per_video), k)]
     if where == "same":
         others = [f for f in range(frames_per_video) if (video, f) not in refs]
@@ -126,6 +130,31 @@ def _near_sample(
     answer = [candidates.index((video, f)) + 1 for f in neighbours]
     prompt = render_prompt(k, len(candidates), near=True)
     return AlignSample(prompt, [(video, f) for f in refs] + candidates, answer, k, len(candidates))
+
+
+def _mvp_sample(rng: random.Random, video: int, frames_per_video: int, k: int, n_distract: int) -> AlignSample:
+    """The MVP question itself (``mvp.common.sample.render_prompt``, as synth writes it): one frame
+    before the gap, K masked consecutive frames, one after (1 FPS), and ``n_distract`` distractors
+    drawn uniformly from the same video within MVP_NEIGHBOURHOOD_S of the gap, never a context or gap
+    frame. The answer: the masked frames' candidate numbers in temporal order."""
+    start = rng.randrange(frames_per_video - k - 1)
+    context = [start, start + k + 1]
+    gap = list(range(start + 1, start + k + 1))
+    near = [
+        f
+        for f in range(frames_per_video)
+        if not start <= f <= start + k + 1 and min(abs(f - g) for g in gap) <= MVP_NEIGHBOURHOOD_S
+    ]
+    if len(near) < n_distract:
+        raise ValueError(
+            f"mvp stage: only {len(near)} frames within {MVP_NEIGHBOURHOOD_S} s of the gap for l={n_distract}"
+        )
+    candidates = gap + rng.sample(near, n_distract)
+    rng.shuffle(candidates)
+    answer = [candidates.index(f) + 1 for f in gap]
+    prompt = render_mvp_prompt(1, 1, k, len(candidates), 1)
+    frames = [(video, f) for f in context + candidates]
+    return AlignSample(prompt, frames, answer, k, len(candidates))
 
 
 def _pick_sample(rng: random.Random, video: int, frames_per_video: int, k: int, n_distract: int) -> AlignSample:

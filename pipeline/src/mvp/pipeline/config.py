@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mvp.common.seeds import MAX_RUN_SEED
 from mvp.common.synth_config import LEVELS, SynthConfig, level_config
 from mvp.trainer.config import LocalTrainConfig
 
@@ -49,7 +50,13 @@ class RunConfig(BaseSettings):
         description="GRPO steps of the local training run (a demonstration of the loop: a 4x8 GRPO step of "
         "mvp-smol takes ~8 s on 2 cores at N=6, benchmarks/grpo_step.py; the default run uses 2x4).",
     )
-    seed: int = Field(0, ge=0, description="Seed of the corpus, the synthesis and training.")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=MAX_RUN_SEED,
+        description="Seed of the corpus, the synthesis and training (0-69: higher ones would give corpus videos "
+        "the seeds of the model's own stages, mvp.common.seeds).",
+    )
     out: Path = Field(Path(".mvp"), description="Working folder: store data, logs, report.")
     bucket: str = Field("mvp", description="Bucket for corpus, samples and checkpoints.")
     synth_addr: str | None = Field(None, description="Use this synth-service instead of starting one.")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from mvp.common.sample import parse_answer
-from mvp.model.policy import Encoded, Policy, reorder_images
+from mvp.model.policy import Encoded, Policy, append_tokens, reorder_images
 from mvp.trainer.data import Example
 from mvp.trainer.stats import bootstrap_ci
 
@@ -44,7 +44,7 @@ def evaluate(
     also carries ``content_dependence`` (see that function)."""
     policy.model.eval()
     encode = encoded or (lambda ex: policy.encode(ex.prompt, ex.images))
-    texts = [_greedy(policy, encode(ex), max_new_tokens) for ex in examples]
+    texts = greedy_answers(policy, [encode(ex) for ex in examples], max_new_tokens)
     results = score(texts, [e.label_json for e in examples])
     rows = [
         {
@@ -74,8 +74,30 @@ def evaluate(
     return out
 
 
-def _greedy(policy: Policy, enc: Encoded, max_new_tokens: int) -> str:
-    return policy.decode(policy.sample(enc, 1, max_new_tokens, 1.0, greedy=True))[0]
+BATCH = 8  # prompts decoded together (prompts of one level share their text, so they batch)
+
+
+def _batches(encs: list[Encoded]) -> list[list[int]]:
+    """Indices of ``encs`` in batches of up to BATCH prompts with the same token ids."""
+    by_text: dict[tuple, list[int]] = {}
+    for i, enc in enumerate(encs):
+        by_text.setdefault((tuple(enc.input_ids.tolist()), tuple(map(tuple, enc.image_grid_thw.tolist()))), []).append(
+            i
+        )
+    return [ids[j : j + BATCH] for ids in by_text.values() for j in range(0, len(ids), BATCH)]
+
+
+def greedy_answers(policy: Policy, encs: list[Encoded], max_new_tokens: int) -> list[str]:
+    """The greedy answer to each prompt; prompts that share their text decode together (one prefill
+    of the batch, its common start once), which is what makes a 256-sample evaluation affordable."""
+    out = [""] * len(encs)
+    for batch in _batches(encs):
+        members = [encs[i] for i in batch]
+        enc = members[0] if len(members) == 1 else members
+        texts = policy.decode(policy.sample(enc, len(members), max_new_tokens, 1.0, greedy=True))
+        for i, text in zip(batch, texts, strict=True):
+            out[i] = text
+    return out
 
 
 def _derangement(n: int, rng: random.Random) -> list[int]:
@@ -108,23 +130,26 @@ def content_dependence(
       distribution whatever the frames; log(candidates) is the most there is.
     ``top_answer_share``: the share of samples whose greedy answer is the single most common one."""
     rng = random.Random(seed + 1)
-    frame = number = parsed_pairs = 0.0
+    shuffled = []  # (example, its first answer, the order its candidates are shown in again)
     for ex, text in zip(examples, answers, strict=True):
         first = parse_answer(text, ex.k, ex.num_candidates, ex.index_base)
-        if first.failure_reason or ex.num_candidates < 2:
-            continue
-        order = _derangement(ex.num_candidates, rng)
+        if not first.failure_reason and ex.num_candidates >= 2:
+            shuffled.append((ex, first, _derangement(ex.num_candidates, rng)))
+    encs = []
+    for ex, _, order in shuffled:
         n_context = len(ex.images) - ex.num_candidates
-        enc = reorder_images(encode(ex), [*range(n_context), *(n_context + i for i in order)])
-        again = parse_answer(_greedy(policy, enc, max_new_tokens), ex.k, ex.num_candidates, ex.index_base)
-        parsed_pairs += 1
+        encs.append(reorder_images(encode(ex), [*range(n_context), *(n_context + i for i in order)]))
+    frame = number = 0.0
+    parsed_pairs = len(shuffled)
+    for (ex, first, order), text in zip(shuffled, greedy_answers(policy, encs, max_new_tokens), strict=True):
+        again = parse_answer(text, ex.k, ex.num_candidates, ex.index_base)
         if again.failure_reason:
             continue
         base = ex.index_base
         moved = [order.index(a - base) + base for a in first.indices]  # where each answered frame went
         frame += sum(a == m for a, m in zip(again.indices, moved, strict=True)) / ex.k
         number += sum(a == b for a, b in zip(again.indices, first.indices, strict=True)) / ex.k
-    dists = [_first_index_distribution(policy, encode(ex), ex) for ex in examples]
+    dists = first_index_distributions(policy, [encode(ex) for ex in examples], examples)
     info = _mutual_information(dists)
     counts = Counter(answers)
     return {
@@ -139,15 +164,24 @@ def content_dependence(
 
 
 @torch.no_grad()
-def _first_index_distribution(policy: Policy, enc: Encoded, ex: Example) -> list[float]:
-    """P(first answer index = i | prompt, the answer began with ``<answer>``), over the candidates."""
+def first_index_distributions(policy: Policy, encs: list[Encoded], examples: list[Example]) -> list[list[float]]:
+    """Per prompt, P(first answer index = i | prompt, the answer began with ``<answer>``) over its
+    candidates: one (batched) prefill of the prompt followed by ``<answer>``, its next-token
+    probabilities of the candidate numbers, normalised over them. Numbers must be single tokens
+    (candidate pools up to 10 here)."""
     tok = policy.tokenizer
-    rows = [tok(f"<answer>{i}", add_special_tokens=False)["input_ids"] for i in _numbers(ex)]
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([r + [policy.pad_id] * (width - len(r)) for r in rows])
-    logp, _ = policy.token_logprobs(enc, ids)
-    mask = torch.tensor([[1.0] * len(r) + [0.0] * (width - len(r)) for r in rows])
-    return torch.softmax((logp.float() * mask).sum(1), dim=0).tolist()
+    start = tok("<answer>", add_special_tokens=False)["input_ids"]
+    with_start = [append_tokens(e, start) for e in encs]
+    out: list[list[float]] = [[] for _ in encs]
+    for batch in _batches(with_start):
+        members = [with_start[i] for i in batch]
+        logits, _ = policy.prefill(members[0] if len(members) == 1 else members, len(members))
+        for row, i in enumerate(batch):
+            ids = [tok(str(n), add_special_tokens=False)["input_ids"] for n in _numbers(examples[i])]
+            if any(len(x) != 1 for x in ids):
+                raise ValueError("candidate numbers must be single tokens for the answer-information diagnostic")
+            out[i] = torch.softmax(logits[row].float()[[x[0] for x in ids]], dim=0).tolist()
+    return out
 
 
 def _numbers(ex: Example) -> range:

@@ -26,12 +26,13 @@ from PIL import Image
 from mvp.common.geometry import FRAME_SIZE
 from mvp.common.procedural import VideoSpec, render_frames
 from mvp.common.sample import parse_answer
+from mvp.common.seeds import TRANSFER_PROBE
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
 from mvp.model.policy import Policy
 from mvp.model.resolve import resolve_model
 
-PROBE_SEED_OFFSET = 9_000_000  # corpora use seeds from 0, the model's stages from 7,000,000
+PROBE_SEED_OFFSET = TRANSFER_PROBE  # apart from every corpus and the model's stages (mvp.common.seeds)
 _SIZE = "{}x{}".format(*FRAME_SIZE)  # the geometry the model reads (mvp.common.geometry)
 FFMPEG_SOURCES = {
     "testsrc2": f"testsrc2=size={_SIZE}:rate=25",

@@ -17,14 +17,15 @@ def run(job: Pipeline) -> str:
         job.state.splits = {"train": {"input": job.config.input}}
         return f"using your corpus {job.config.input} (no held-out split: bring one with --input)"
     from mvp.common.procedural import write_corpus
+    from mvp.common.seeds import corpus_seed
 
     n_held = max(1, job.config.videos // 4)
     n_train = job.config.videos - n_held
     local = job.out / "corpus"
     # held-out videos use seeds far from the training ones: never seen in training
     splits = {
-        "train": (job.config.seed * 100_000, n_train),
-        "heldout": (job.config.seed * 100_000 + 50_000, n_held),
+        "train": (corpus_seed(job.config.seed, "train", n_train), n_train),
+        "heldout": (corpus_seed(job.config.seed, "heldout", n_held), n_held),
     }
     uploaded = 0
     for split, (seed, count) in splits.items():

@@ -18,14 +18,12 @@ def after(job: Pipeline) -> str:
     from mvp.trainer.stats import paired_difference, per_sample
 
     for task in _tasks(job):
-        name = _name(job, "after", task)
         rows = {n: _rows(job, _name(job, n, task)) for n in ("before", "after")}
         if rows["before"] and rows["after"]:
             job.state.gains[task] = {
                 key: paired_difference(per_sample(rows["after"], key), per_sample(rows["before"], key))
                 for key in ("exact", "reward")
             }
-        job.state.evals[name]["gain_exact"] = job.state.gains.get(task, {}).get("exact")
     return detail
 
 
