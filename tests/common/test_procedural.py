@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mvp.common.procedural import VideoSpec, render_frames, scene_objects
 
 
+@pytest.mark.unit
 def test_scene_objects_are_where_the_rendered_frames_show_them():
     spec = VideoSpec(seed=11, seconds=3, fps=2)
     frames = list(render_frames(spec))
@@ -24,6 +26,7 @@ def test_scene_objects_are_where_the_rendered_frames_show_them():
     assert checked >= 5
 
 
+@pytest.mark.unit
 def test_scene_objects_follow_time_and_leave_the_frames_unchanged():
     spec = VideoSpec(seed=5, seconds=2, fps=1)
     before = [f.copy() for f in render_frames(spec)]
@@ -36,6 +39,7 @@ def test_scene_objects_follow_time_and_leave_the_frames_unchanged():
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+@pytest.mark.integration
 def test_the_same_spec_gives_the_same_video_bytes_in_every_process(tmp_path):
     """Sample seeds derive from each video's hash, so a corpus must be byte-identical from run to run.
     Before x264 ran ``cpu-independent``, concurrent writers of one spec disagreed in about one

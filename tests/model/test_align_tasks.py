@@ -10,6 +10,8 @@ import pytest
 from mvp.model.frames import video_objects
 from mvp.model.tasks import FRAME_SIZE, MOTION_OPTIONS, WHERE_OPTIONS, colour_name, make_sample
 
+pytestmark = pytest.mark.unit
+
 VIDEOS = list(range(200_000, 200_012))
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from mvp.common.storage import Storage
 from mvp.model.resolve import resolve_model
+
+pytestmark = pytest.mark.integration
 
 
 def put_checkpoint(storage: Storage, uri: str, weights: bytes) -> None:

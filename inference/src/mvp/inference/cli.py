@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Serve a checkpoint (folder or s3:// URI; default: the built-in tiny Qwen2.5-VL) behind an "
+        "Serve a checkpoint (folder or s3:// URI; default: mvp-smol; 'tiny': the random-init test fixture) behind an "
         "OpenAI-compatible API: /v1/chat/completions (text, image_url, video_url; streaming), "
         "/v1/models, /v1/mvp/predict, /health, /metrics (vLLM metric names)."
     )

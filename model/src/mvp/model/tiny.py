@@ -1,4 +1,5 @@
-"""The project's default Video LLM: a tiny, randomly initialised Qwen2.5-VL built offline.
+"""The fast test fixture: a tiny, randomly initialised Qwen2.5-VL built offline (the product's model is
+mvp-smol, ``mvp.model.smol``; ``--model tiny`` picks this one).
 
 A real Qwen2.5-VL architecture (vision tower with 2x2 patch merging + a Qwen2 language model with
 M-RoPE), a byte-level BPE tokenizer trained here on MVP-style text with Qwen's special tokens, the
