@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mvp.trainer.grpo import group_advantages, grpo_loss, k3_kl, slot_advantages
+from mvp.trainer.grpo import group_advantages, grpo_loss, k3_kl
 from mvp.trainer.local import LocalTrainConfig, batch_indices, lr_at
 
 pytestmark = pytest.mark.unit
@@ -46,23 +46,6 @@ def test_entropy_bonus_pushes_towards_a_flatter_policy() -> None:
     out.loss.backward()
     assert logits.grad[0, 0] > 0 > logits.grad[0, 1]  # descent lowers the top logit, raises the others
     assert grpo_loss(logp, logp.detach(), None, zero, mask, entropy=entropy).loss.item() == 0.0
-
-
-def test_slot_advantages_credit_each_index_on_its_own() -> None:
-    """Two answers, each with one index right: equal rewards, so the sequence advantage is zero and
-    the group carries no signal; per slot, the right index is pushed up and the wrong one down."""
-    # tokens: "<answer>" place-0 "," place-1 "</answer>" (the layout a real completion has)
-    token_slot = torch.tensor([[-1, 0, -1, 1, -1]] * 4)
-    slot_rewards = torch.tensor([[0.45, 0.0], [0.0, 0.45], [0.0, 0.0], [0.45, 0.45]])
-    sequence = group_advantages(torch.tensor([[0.25, 0.25, 0.1, 1.0]]), estimator="dr_grpo")[0]
-    adv = slot_advantages(sequence, slot_rewards, token_slot, estimator="dr_grpo")
-    assert adv.shape == (4, 5)
-    assert torch.equal(adv[:, [0, 2, 4]], sequence.unsqueeze(1).expand(4, 3)), "other tokens keep the sequence's"
-    assert adv[0, 1] > 0 > adv[0, 3] and adv[1, 3] > 0 > adv[1, 1], "the right index up, the wrong one down"
-    assert float(adv[0, 1]) == pytest.approx(0.45 - 0.9 / 4) and float(adv[2, 1]) == pytest.approx(-0.9 / 4)
-    assert torch.allclose(adv[:, 1].sum(), torch.tensor(0.0), atol=1e-6), "centred over the group per place"
-    normed = slot_advantages(sequence, slot_rewards, token_slot)  # group_norm: per place, unit std
-    assert torch.allclose(normed[:, 1].std(unbiased=False), torch.tensor(1.0), atol=1e-4)
 
 
 def test_per_token_advantages_move_each_token_their_own_way() -> None:

@@ -264,22 +264,6 @@ class Policy:
         lengths = self.completion_mask(completions).sum(1).int().tolist()
         return [self._text(row[:n]) for row, n in zip(completions.tolist(), lengths, strict=True)]
 
-    def token_char_spans(self, completions: torch.Tensor) -> list[list[tuple[int, int]]]:
-        """For each completion, the [start, end) of every generated token in its ``decode`` text
-        (end-of-turn and padding tokens: empty spans at the end of the text)."""
-        lengths = self.completion_mask(completions).sum(1).int().tolist()
-        spans = []
-        for ids, n in zip(completions.tolist(), lengths, strict=True):
-            ends = [len(self._text(ids[: t + 1])) for t in range(n)]
-            ends += [ends[-1] if ends else 0] * (len(ids) - n)
-            row_spans, previous = [], 0
-            for end in ends:
-                end = max(previous, end)
-                row_spans.append((previous, end))
-                previous = end
-            spans.append(row_spans)
-        return spans
-
     def token_logprobs(
         self,
         enc: Encoded | list[Encoded],

@@ -91,13 +91,6 @@ class LocalTrainConfig(GrpoConfig):
         description="Run the update's forward and backward under bf16 autocast (weights, optimiser state and "
         "log-probabilities stay fp32; generation always runs in fp32, where bf16 is slower on CPU).",
     )
-    slot_credit: bool = Field(
-        False,
-        description="Token-level credit: each answer index's tokens take the advantage of that index's own credit "
-        "(the reward-service's per-slot rewards, normalised within the group like the rewards) instead of the "
-        "whole answer's; the other tokens keep the sequence advantage. Local backend only (OpenRLHF takes one "
-        "reward per sample).",
-    )
     control_random_labels: bool = Field(
         False,
         description="Control run: remove the MVP signal and keep the format signal. Plain groups are scored "

@@ -28,26 +28,6 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, estimator: str = 
     return centred / (rewards.std(dim=1, keepdim=True, unbiased=False) + eps)
 
 
-def slot_advantages(
-    sequence: torch.Tensor,
-    slot_rewards: torch.Tensor,
-    token_slot: torch.Tensor,
-    eps: float = 1e-6,
-    estimator: str = "group_norm",
-) -> torch.Tensor:
-    """Token-level advantages of one group from per-slot credit.
-
-    sequence (G,): the group's sequence advantages; slot_rewards (G, K): each completion's credit
-    for its k-th answered index (0 where it did not parse); token_slot (G, T): the answer place a
-    token writes (-1 for every other token). A token of place k gets place k's own advantage, the
-    credit of that index normalised within the group as ``group_advantages`` normalises rewards;
-    every other token keeps the sequence advantage. So the index that was right is reinforced
-    and the one beside it that was wrong is not, instead of both sharing one number."""
-    per_slot = group_advantages(slot_rewards.T, eps, estimator).T  # (G, K), over the group per place
-    own = per_slot.gather(1, token_slot.clamp(min=0))  # (G, T): each token's place's advantage
-    return torch.where(token_slot >= 0, own, sequence.unsqueeze(1))
-
-
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     log_ratio = (ref_logp - logp).clamp(-20, 20)
     return log_ratio.exp() - log_ratio - 1
@@ -72,9 +52,8 @@ def grpo_loss(
     entropy: torch.Tensor | None = None,
     entropy_coef: float = 0.0,
 ) -> LossOutput:
-    """All tensors are (N, T) per token; advantages are (N,) per sequence or (N, T) per token
-    (``slot_advantages``). ``entropy`` (per token, differentiable) with ``entropy_coef`` > 0 adds
-    an entropy bonus."""
+    """All tensors are (N, T) per token; advantages are (N,) per sequence or (N, T) per token.
+    ``entropy`` (per token, differentiable) with ``entropy_coef`` > 0 adds an entropy bonus."""
     adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
     ratio = torch.exp((logp - old_logp).clamp(-20, 20))
     surr1 = ratio * adv

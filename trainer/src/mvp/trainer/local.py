@@ -28,7 +28,7 @@ from mvp.common.storage import Storage, StorageError, download_folder, is_s3, jo
 from mvp.model.policy import Encoded, Policy, reorder_images
 from mvp.trainer.config import LocalTrainConfig
 from mvp.trainer.data import Example, balanced_orders, permuted_label, random_answer, random_label
-from mvp.trainer.grpo import group_advantages, grpo_loss, slot_advantages
+from mvp.trainer.grpo import group_advantages, grpo_loss
 
 log = logging.getLogger(__name__)
 
@@ -196,26 +196,17 @@ class LocalTrainer:
         t_gen = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        # per-index credit for slot_credit and the in_place_k logs (64 completions: ~1 ms more)
+        # per-index credit for the in_place_k logs (64 completions: ~1 ms more)
         results = self.score([t for g in groups for t in g.texts], self.labels(groups), include_slots=True)
         t_reward = time.perf_counter() - t1
         rewards = torch.tensor([r.reward for r in results], dtype=torch.float32).view(len(groups), -1)
         advantages = group_advantages(rewards, estimator=cfg.advantage_estimator)
-        size = rewards.shape[1]
-        if cfg.slot_credit:
-            token_advantages = [
-                self.slot_token_advantages(g.completions, results[i * size : (i + 1) * size], advantages[i])
-                for i, g in enumerate(groups)
-            ]
-        else:
-            token_advantages = [advantages[i] for i in range(len(groups))]
-
         t2 = time.perf_counter()
-        active = [i for i in range(len(groups)) if token_advantages[i].abs().sum() > 0]
+        active = [i for i in range(len(groups)) if advantages[i].abs().sum() > 0]
         # With an entropy bonus every group trains: a collapsed group (all answers alike) is exactly
         # the one the bonus is for. Otherwise groups without signal are skipped.
         trained = list(range(len(groups))) if cfg.entropy_coef > 0 else active
-        stats = self.update([groups[i] for i in trained], [token_advantages[i] for i in trained])
+        stats = self.update([groups[i] for i in trained], [advantages[i] for i in trained])
         t_update = time.perf_counter() - t2
 
         lengths = [float(self.policy.completion_mask(g.completions).sum(1).mean()) for g in groups]
@@ -328,24 +319,6 @@ class LocalTrainer:
                 group["lr"] = lr
             self.optimizer.step()
         return stats
-
-    def slot_token_advantages(self, completions: torch.Tensor, results: list, sequence: torch.Tensor) -> torch.Tensor:
-        """(G, T) advantages of one group under ``slot_credit``: each answer index's tokens get the
-        group-normalised credit of that index (the reward-service's ``slots``), every other token
-        the sequence advantage. A group where nothing parsed keeps per-sequence advantages."""
-        places = max((len(r.slots) for r in results), default=0)
-        if places == 0:
-            return sequence
-        spans = self.policy.token_char_spans(completions)
-        slot_rewards = torch.zeros(len(results), places)
-        token_slot = torch.full(completions.shape, -1, dtype=torch.long)
-        for j, result in enumerate(results):
-            for place, slot in enumerate(result.slots):
-                slot_rewards[j, place] = slot.reward
-                for t, (start, end) in enumerate(spans[j]):
-                    if start < slot.end and end > slot.start:
-                        token_slot[j, t] = place
-        return slot_advantages(sequence, slot_rewards, token_slot, estimator=self.config.advantage_estimator)
 
     # --- checkpoints ----------------------------------------------------------------------------
 
