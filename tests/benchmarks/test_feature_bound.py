@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture(scope="module")
 def bound():
-    return load_benchmark("feature_bound")
+    return load_benchmark("research/feature_bound")
 
 
 def at(t: float) -> torch.Tensor:

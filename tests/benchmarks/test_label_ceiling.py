@@ -10,7 +10,7 @@ from tests.benchmarks.scripts import load_benchmark
 
 @pytest.fixture(scope="module")
 def ceiling():
-    return load_benchmark("label_ceiling")
+    return load_benchmark("research/label_ceiling")
 
 
 @pytest.mark.unit

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture(scope="module")
 def probe():
-    return load_benchmark("learnability_probe")
+    return load_benchmark("research/learnability_probe")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ Clips: unseen procedural videos (seeds far from every corpus, distillation and a
 "real" clips rendered by FFmpeg's own test sources (testsrc2, mandelbrot, life, cellauto: moving
 content not drawn by our generator), decoded with PyAV like any video.
 
-Used by `mvp run` (a report section, before and after training) and `benchmarks/transfer_probe.py`.
+Used by `mvp run` (a report section, before and after training) and `benchmarks/research/transfer_probe.py`.
 """
 
 from __future__ import annotations

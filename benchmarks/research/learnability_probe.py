@@ -12,7 +12,7 @@ model, not the pipeline) and are planned into samples by synth-service's own alg
 (``plan_samples``, ``render_prompt``); the model is the project's tiny Qwen2.5-VL built from the
 spec (``--spec`` overrides TINY's keys), encoded by the trainer's ``Policy``.
 
-    python benchmarks/learnability_probe.py [--task mvp|match] [--seconds 600] \
+    python benchmarks/research/learnability_probe.py [--task mvp|match] [--seconds 600] \
         [--spec '{"patch_size": 28, "image_pixels": 3136}'] [--curriculum 1:1:2500,1:2:1000]
 
 ``--curriculum`` trains on easier (K, l) first, a fixed number of steps each, then on -k/-l for
@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def merge_spec(base: dict, override: dict) -> dict:

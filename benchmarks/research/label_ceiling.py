@@ -11,7 +11,7 @@ Trains the parameters GRPO trains (``select_trainable`` with the local trainer's
 cross-entropy on the answer tokens, under bf16 autocast, and evaluates greedily after every epoch,
 splitting each answer by place (slot 1 = the first masked frame, slot 2 = the second, ...).
 
-    python benchmarks/label_ceiling.py --model FOLDER \\
+    python benchmarks/research/label_ceiling.py --model FOLDER \\
         --train-samples s3://mvp/samples/<digest>/train/samples.jsonl \\
         --eval-samples s3://mvp/samples/<digest>/heldout/samples.jsonl --reward-addr 127.0.0.1:50052
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def slot_accuracy(records: list[dict]) -> dict[str, float]:

@@ -13,7 +13,7 @@ per frame that its language model reads). Two training-free solvers answer from 
 
 An answer is exact when it names the right candidates in the right order (chance 1/(C)_K).
 
-    python benchmarks/feature_bound.py --samples s3://mvp/samples/<digest>/heldout/samples.jsonl [--limit 64]
+    python benchmarks/research/feature_bound.py --samples s3://mvp/samples/<digest>/heldout/samples.jsonl [--limit 64]
 
 (with MVP_S3_ENDPOINT pointing at the store that holds them). Last line: JSON with exact and
 selection per encoder and solver, chance, and the ratio of mvp-smol's path-exact to the pixels'.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def gap_position(prompt: str) -> int:

@@ -4,7 +4,7 @@ report uses.
 
 Compares models in one run (the first is the reference of the ratio):
 
-    python benchmarks/transfer_probe.py --models smol .mvp-learning/main/store/mvp/checkpoints/<id>/step-NNNNNN
+    python benchmarks/research/transfer_probe.py --models smol .mvp-learning/main/store/mvp/checkpoints/<id>/step-NNNNNN
 
 The last line is JSON: per model, accuracy on each clip family, the answer bias, and the ratio of
 the overall accuracy to the first model's.
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main() -> None:
