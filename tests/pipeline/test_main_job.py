@@ -63,6 +63,9 @@ def test_main_job_small(tmp_path: Path) -> None:
     assert {"before", "after", "before (level 2)", "after (level 2)"} == set(facts["evals"])
     assert facts["chance_exact"] == 1 / 8 and facts["evals"]["after (level 2)"]["chance_exact"] == 1 / 72
     assert all(e["max_new_tokens"] == 6 for e in facts["evals"].values())
+    # the base is read once (baseline eval, transfer "before", a copy is trained); the trained policy is
+    # kept from training, never downloaded again from its checkpoint, for the final eval and "after"
+    assert facts["models_loaded"] == ["tiny"]
     for name, result in facts["evals"].items():
         low, high = result["exact_ci"]
         assert low <= result["exact"] <= high, name

@@ -18,6 +18,7 @@ full sequence (up to float rounding).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from dataclasses import dataclass
@@ -77,6 +78,13 @@ class Policy:
         policy.path = Path(getattr(model, "name_or_path", "") or ".")
         policy._bind(model.to(device), tokenizer, image_processor, device)
         return policy
+
+    def copy(self) -> Policy:
+        """A policy with its own copy of the weights (training it leaves this one as it was); the
+        tokenizer and image processor are shared, the checkpoint folder it came from is kept."""
+        twin = Policy.from_parts(copy.deepcopy(self.model), self.tokenizer, self.image_processor, self.device)
+        twin.path = self.path
+        return twin
 
     def _bind(self, model, tokenizer, image_processor, device: str) -> None:
         self.model = model

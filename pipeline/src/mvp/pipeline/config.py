@@ -70,7 +70,7 @@ class RunConfig(BaseSettings):
         "run before and after training; 0 skips it.",
     )
     train: LocalTrainConfig = Field(
-        default_factory=lambda: LocalTrainConfig(prompts_per_step=2, n_samples_per_prompt=4, checkpoint_every=4),
+        default_factory=lambda: LocalTrainConfig(prompts_per_step=2, n_samples_per_prompt=4, save_steps=4),
         description="Local GRPO recipe (its steps and seed are the run's: set them once, here or as --steps/--seed); "
         "small groups keep the default run short.",
     )

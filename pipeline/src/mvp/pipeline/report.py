@@ -3,6 +3,7 @@ statistics, metrics (when the training stages ran) and sample sheets."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -17,40 +18,44 @@ if TYPE_CHECKING:
     from mvp.pipeline.state import RunState
 
 
-def chance_exact(k: int, pool: int) -> float:
-    """Probability that a uniformly random well-formed answer is the exact sequence."""
-    return 1.0 / math.perm(pool, k)
-
-
-def _samples(storage: Storage, output: str) -> list[dict]:
-    text = storage.get_bytes(f"{output}/samples.jsonl").decode()
+def _samples(storage: Storage, uri: str) -> list[dict]:
+    text = storage.get_bytes(uri).decode()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _chance(state: RunState) -> float:
+    """Chance exact of the run's own task (its held-out set's, else its training set's)."""
+    own = [s for s in state.sample_sets if s.name in ("heldout", "train")]
+    return own[-1].chance_exact if own else math.nan
 
 
 def machine_readable(state: RunState) -> dict:
     """The report's facts as JSON (report.json), for scripts and benchmarks."""
-    config = state.config
-    k, pool = config.synth.num_masked, config.synth.num_masked + config.synth.num_distractors
+    checkpoint = state.checkpoint
+    artifacts = {f"predictions_{e.name}": str(e.predictions) for e in state.evaluations}
+    if checkpoint:
+        artifacts.update(checkpoint=checkpoint.uri, curves=checkpoint.curves)
+    if state.report:
+        artifacts["report"] = str(state.report)
     return {
-        "config": config.model_dump(mode="json"),
+        "config": state.config.model_dump(mode="json"),
         "stages": [
             {"name": s.name, "status": s.status, "seconds": s.seconds, "detail": s.detail} for s in state.stages
         ],
-        "splits": state.splits,
-        "chance_exact": chance_exact(k, pool),
-        "evals": state.evals,
-        "gains": state.gains,
+        "splits": {s.name: s.as_json() for s in state.sample_sets},
+        "chance_exact": _chance(state),
+        "evals": {e.name: {"task": e.task, **e.metrics} for e in state.evaluations},
+        "gains": {g.task: {"exact": g.exact, "reward": g.reward} for g in state.gains},
         "transfer": state.transfer,
-        "served": state.served,
-        "training": state.training,
-        "artifacts": state.artifacts,
+        "served": dataclasses.asdict(state.served) if state.served else {},
+        "training": checkpoint.facts if checkpoint else {},
+        "models_loaded": state.models_loaded,
+        "artifacts": artifacts,
     }
 
 
 def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 3) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    config = state.config
-    k, pool = config.synth.num_masked, config.synth.num_masked + config.synth.num_distractors
     md = ["# MVP-Train run report", ""]
     md += ["## Stages", "", "| # | stage | status | seconds | detail |", "|---|---|---|---|---|"]
     for i, s in enumerate(state.stages, 1):
@@ -59,67 +64,10 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
             detail = detail or "this report"
         md.append(f"| {i} | {s.name} | {s.status} | {s.seconds:.1f} | {detail} |")
     md += ["", "## Synthesis", ""]
-    md += [
-        f"K = {k} masked frames, pool of {pool} candidates: chance exact accuracy = "
-        f"1/{math.perm(pool, k)} = {chance_exact(k, pool):.4f}.",
-        "",
-    ]
-    md += [
-        "| split | videos ok | skipped | failed | samples | mean distractor similarity | mean distance (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
     sheet_files: list[str] = []
-    for split, info in state.splits.items():
-        if "output" not in info:
-            continue
-        samples = _samples(storage, info["output"])
-        sims = [s.get("difficulty", {}).get("mean_similarity", 0.0) for s in samples]
-        dists = [s.get("difficulty", {}).get("mean_distance_s", 0.0) for s in samples]
-        name = f"{split} ({info['task']})" if "extra" in info else split
-        md.append(
-            f"| {name} | {info.get('ok', 0)} | {info.get('skipped', 0)} | {info.get('failed', 0)} | {len(samples)} | "
-            f"{mean(sims):.3f} | {mean(dists):.2f} |"
-            if samples
-            else f"| {name} | 0 | | | 0 | | |"
-        )
-        if split == "heldout" or len(state.splits) == 1:
-            for sample in samples[:sheets]:
-                name = f"sheet_{sample['id']}.png"
-                (folder / name).write_bytes(render_sheet(sample, storage.get_bytes, _served_answer(state, sample)))
-                sheet_files.append(name)
+    md += _synthesis(state, storage, folder, sheets, sheet_files)
     md += ["", "## Held-out metrics", ""]
-    if state.evals:
-        md += _checkpoint_table(
-            state.evals,
-            ("task", "mean_reward", "exact", "exact_ci", "selection", "ordering", "format", "chance_exact", "samples"),
-        )
-        md += ["", "Intervals: 95% bootstrap over the held-out samples; after - before paired on the same samples."]
-        for task, gain in state.gains.items():
-            e, r = gain["exact"], gain["reward"]
-            md.append(
-                f"- {task}: exact after - before {e['mean']:+.3f} (95% CI [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]); "
-                f"mean reward {r['mean']:+.3f} ([{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}])"
-            )
-        diag = {n: r["content_dependence"] for n, r in state.evals.items() if "content_dependence" in r}
-        if diag:
-            md += [
-                "",
-                "Does the answer follow the frames or the candidate numbers? The candidates shown again in an order "
-                "that moves every one (follows frame / follows number: share of answered indices), and the "
-                "information the first answer index carries about the prompt (nats, of log(candidates) possible).",
-                "",
-            ]
-            md += _checkpoint_table(
-                diag,
-                ("follows_frame", "follows_number", "answer_information_nats", "top_answer", "top_answer_share"),
-            )
-        files = [
-            Path(state.artifacts[f"predictions_{n}"]).name for n in state.evals if f"predictions_{n}" in state.artifacts
-        ]
-        if files:
-            md += ["", "Every held-out answer with its reward components: " + ", ".join(f"`{f}`" for f in files) + "."]
-    else:
-        md += ["No held-out evaluation ran (see stages)."]
+    md += _held_out(state) if state.evaluations else ["No held-out evaluation ran (see stages)."]
     if state.transfer:
         md += [
             "",
@@ -132,7 +80,7 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
         ]
         keys = ("accuracy", "procedural_choice_accuracy", "ffmpeg_choice_accuracy", "chose_forward")
         md += _checkpoint_table(state.transfer, (*keys, "greedy_accuracy", "well_formed", "samples"))
-    curves = state.artifacts.get("curves")
+    curves = state.checkpoint.curves if state.checkpoint else None
     if curves and Path(curves).exists():
         (folder / "curves.png").write_bytes(Path(curves).read_bytes())
         md += ["", "## Training curves", "", "![curves](curves.png)"]
@@ -142,16 +90,69 @@ def write_report(state: RunState, storage: Storage, folder: Path, sheets: int = 
             "",
             "## Served model",
             "",
-            f"Sample `{s['sample_id']}` sent through the OpenAI-compatible API ({s['url']}/v1/chat/completions): "
-            f"answer `{s['answer']}`, ground truth {s['ground_truth']}, reward {s['reward']:.3f}.",
+            f"Sample `{s.sample_id}` sent through the OpenAI-compatible API ({s.url}/v1/chat/completions): "
+            f"answer `{s.answer}`, ground truth {s.ground_truth}, reward {s.reward:.3f}.",
         ]
     md += ["", "## Sample sheets", ""]
     md += [f"![{name}]({name})" for name in sheet_files]
-    md += ["", "## Config", "", "```json", config.model_dump_json(indent=2), "```", ""]
+    md += ["", "## Config", "", "```json", state.config.model_dump_json(indent=2), "```", ""]
     (folder / "report.md").write_text("\n".join(md))
     (folder / "report.json").write_text(json.dumps(machine_readable(state), indent=2, default=str))
     (folder / "index.html").write_text(_html(md))
     return folder / "index.html"
+
+
+def _synthesis(state: RunState, storage: Storage, folder: Path, sheets: int, sheet_files: list[str]) -> list[str]:
+    """Each sample set's task, chance and statistics; contact sheets of the first held-out samples."""
+    md = [
+        "| set (task) | chance exact | videos ok | skipped | failed | samples | mean distractor similarity "
+        "| mean distance (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in state.sample_sets:
+        samples = _samples(storage, s.uri)
+        sims = [x.get("difficulty", {}).get("mean_similarity", 0.0) for x in samples]
+        dists = [x.get("difficulty", {}).get("mean_distance_s", 0.0) for x in samples]
+        stats = f"{mean(sims):.3f} | {mean(dists):.2f}" if samples else " | "
+        md.append(
+            f"| {s.name} ({s.task}) | {s.chance_exact:.4f} | {s.videos_ok} | {s.videos_skipped} | "
+            f"{s.videos_failed} | {len(samples)} | {stats} |"
+        )
+        if s.name == "heldout" or len(state.sample_sets) == 1:
+            for sample in samples[:sheets]:
+                name = f"sheet_{sample['id']}.png"
+                (folder / name).write_bytes(render_sheet(sample, storage.get_bytes, _served_answer(state, sample)))
+                sheet_files.append(name)
+    chance = _chance(state)
+    return [f"The run's task: chance exact accuracy = {chance:.4f} (a uniformly random well-formed answer).", "", *md]
+
+
+def _held_out(state: RunState) -> list[str]:
+    evals = {e.name: {"task": e.task, **e.metrics} for e in state.evaluations}
+    keys = ("task", "mean_reward", "exact", "exact_ci", "selection", "ordering", "format", "chance_exact", "samples")
+    md = _checkpoint_table(evals, keys)
+    md += ["", "Intervals: 95% bootstrap over the held-out samples; after - before paired on the same samples."]
+    for g in state.gains:
+        e, r = g.exact, g.reward
+        md.append(
+            f"- {g.task}: exact after - before {e['mean']:+.3f} (95% CI [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]); "
+            f"mean reward {r['mean']:+.3f} ([{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}])"
+        )
+    diag = {n: r["content_dependence"] for n, r in evals.items() if "content_dependence" in r}
+    if diag:
+        md += [
+            "",
+            "Does the answer follow the frames or the candidate numbers? The candidates shown again in an order "
+            "that moves every one (follows frame / follows number: share of answered indices), and the "
+            "information the first answer index carries about the prompt (nats, of log(candidates) possible).",
+            "",
+        ]
+        md += _checkpoint_table(
+            diag, ("follows_frame", "follows_number", "answer_information_nats", "top_answer", "top_answer_share")
+        )
+    files = [e.predictions.name for e in state.evaluations]
+    md += ["", "Every held-out answer with its reward components: " + ", ".join(f"`{f}`" for f in files) + "."]
+    return md
 
 
 def _html(md_lines: list[str]) -> str:
@@ -217,10 +218,10 @@ def _num(value: object) -> str:
 def _served_answer(state: RunState, sample: dict) -> list[int] | None:
     """The served model's parsed answer for ``sample``, to mark on its sheet (None if not served)."""
     served = state.served
-    if not served or served.get("sample_id") != sample["id"]:
+    if not served or served.sample_id != sample["id"]:
         return None
     from mvp.common.sample import parse_answer
 
     label = sample["label"]
-    parsed = parse_answer(served["answer"], len(label["answer"]), label["num_candidates"], label.get("index_base", 0))
+    parsed = parse_answer(served.answer, len(label["answer"]), label["num_candidates"], label.get("index_base", 0))
     return parsed.indices or None

@@ -11,14 +11,20 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 from mvp.common.storage import Storage
 from mvp.pipeline.config import RunConfig
+from mvp.pipeline.context import Context
+from mvp.pipeline.report import write_report
 from mvp.pipeline.stages import corpus, evaluation, services, serving, store, synthesis, training
 from mvp.pipeline.state import RunState, StageRecord
 from mvp.pipeline.supervisor import StageError, Supervisor
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def say(text: str) -> None:
@@ -30,22 +36,23 @@ class Pipeline:
         self.config = config
         self.out = config.out.resolve()
         self.state = RunState(config)
-        self.sup = Supervisor(self.out / "logs")
-        self.served_name = "mvp-tiny" if config.model == "tiny" else "mvp-smol"
+        self.ctx = Context(config, self.out, Supervisor(self.out / "logs"))
 
-    def stage(self, name: str, func: Callable[[], str | None], *, missing: str | None = None) -> None:
+    def stage(self, name: str, func: Callable[[], tuple[T, str]], *, missing: str | None = None) -> T | None:
+        """Runs one stage (timed, recorded, its one-line result printed) and returns its result;
+        ``missing`` skips it with that reason (the result is then None)."""
         record = StageRecord(name)
         self.state.stages.append(record)
         say(f"\n== [{len(self.state.stages)}] {name}")
         if missing:
             record.status, record.detail = "skipped", missing
             say(f"   skipped: {missing}")
-            return
-        self.sup.check_interrupted()
+            return None
+        self.ctx.sup.check_interrupted()
         record.status = "running"
         t0 = time.perf_counter()
         try:
-            record.detail = func() or ""
+            result, record.detail = func()
             record.status = "ok"
         except StageError as exc:
             record.status, record.detail = "failed", str(exc)
@@ -56,25 +63,58 @@ class Pipeline:
         finally:
             record.seconds = round(time.perf_counter() - t0, 2)
         say(f"   done in {record.seconds:.1f}s{': ' + record.detail if record.detail else ''}")
+        return result
 
-    def samples_uri(self, split: str) -> str:
-        return self.state.splits[split]["output"] + "/samples.jsonl"
+    def stages(self) -> None:
+        """The run: each stage's typed result feeds the next ones and is recorded for the report."""
+        st, ctx, models = self.state, self.ctx, self.ctx.models
+        st.store = self.stage("store", lambda: store.run(ctx))
+        st.corpus = self.stage("corpus", lambda: corpus.run(ctx, st.store))
+        st.services = self.stage("services", lambda: services.run(ctx, st.store))
+        st.sample_sets = self.stage("synthesis", lambda: synthesis.run(ctx, st.corpus, st.services)) or []
+        heldout = st.sets("heldout")
+        no_heldout = None if heldout else "no held-out split (bring one with --input)"
+        before = self.stage(
+            "baseline eval",
+            lambda: evaluation.run(ctx, "before", models.base(st.store), heldout, st.store, st.services),
+            missing=no_heldout,
+        )
+        st.evaluations = list(before or [])
+        st.checkpoint = self.stage("training", lambda: training.run(ctx, st.sets("train"), st.store, st.services))
+        after = self.stage(
+            "final eval",
+            lambda: evaluation.run(ctx, "after", models.trained, heldout, st.store, st.services),
+            missing=no_heldout,
+        )
+        st.evaluations += after or []
+        st.gains = evaluation.gains(before or [], after or [])
+        st.transfer = (
+            self.stage(
+                "transfer probe",
+                lambda: evaluation.transfer(ctx, models.base(st.store), models.trained, st.checkpoint.uri),
+                missing="transfer_clips is 0" if self.config.transfer_clips == 0 else None,
+            )
+            or {}
+        )
+        served_set = (heldout or st.sets("train"))[0]
+        st.served = self.stage(
+            "serve and query", lambda: serving.run(ctx, st.checkpoint, served_set, st.store, st.services)
+        )
+        self.stage("report", self.report)
 
-    def report(self) -> str:
-        from mvp.pipeline.report import write_report
-
+    def report(self) -> tuple[Path, str]:
         own = self.state.stages[-1]
         if own.name == "report":  # writing it is the stage's last act: its own row says done
             own.status = "ok"
-        path = write_report(self.state, Storage(self.state.store), self.out / "report")
-        self.state.artifacts["report"] = str(path)
-        return str(path)
+        self.state.models_loaded = list(self.ctx.models.loads)
+        self.state.report = write_report(self.state, Storage(self.state.store), self.out / "report")
+        return self.state.report, str(self.state.report)
 
     # --- driver -------------------------------------------------------------------------------
 
     def run(self) -> int:
         def terminate(signum: int, _frame: object) -> None:
-            self.sup.interrupted = signum
+            self.ctx.sup.interrupted = signum
             raise KeyboardInterrupt(f"signal {signum}")
 
         # SIGTERM (a scheduler, `kill`) must stop the children too, exactly like Ctrl-C. SIGINT
@@ -84,18 +124,7 @@ class Pipeline:
             stops.append(signal.SIGINT)
         previous = {sig: signal.signal(sig, terminate) for sig in stops}
         try:
-            self.stage("store", lambda: store.run(self))
-            self.stage("corpus", lambda: corpus.run(self))
-            self.stage("services", lambda: services.run(self))
-            self.stage("synthesis", lambda: synthesis.run(self))
-            no_heldout = None if "heldout" in self.state.splits else "no held-out split (bring one with --input)"
-            self.stage("baseline eval", lambda: evaluation.before(self), missing=no_heldout)
-            self.stage("training", lambda: training.run(self))
-            self.stage("final eval", lambda: evaluation.after(self), missing=no_heldout)
-            no_transfer = "transfer_clips is 0" if self.config.transfer_clips == 0 else None
-            self.stage("transfer probe", lambda: evaluation.transfer(self), missing=no_transfer)
-            self.stage("serve and query", lambda: serving.run(self))
-            self.stage("report", self.report)
+            self.stages()
         except StageError as exc:
             say(f"\nmvp run FAILED: {exc}")
             self._try_report()
@@ -106,27 +135,27 @@ class Pipeline:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.sup.stop_all()
+            self.ctx.sup.stop_all()
+            self.ctx.models.close()
         self._print_table()
-        say(f"\nreport: {self.state.artifacts.get('report')}")
+        say(f"\nreport: {self.state.report}")
         return 0
 
     def _print_table(self) -> None:
         """The held-out table (each checkpoint on each task, with its chance and interval) and each
         task's paired after - before, on the console."""
-        if not self.state.evals:
+        evaluations = self.state.evaluations
+        if not evaluations:
             return
         keys = ("mean_reward", "exact", "selection", "ordering", "format", "chance_exact")
-        say(
-            f"\nheld-out ({next(iter(self.state.evals.values()))['samples']} samples per task; 95% bootstrap intervals)"
-        )
+        say(f"\nheld-out ({evaluations[0].metrics['samples']} samples per task; 95% bootstrap intervals)")
         say(f"  {'checkpoint':<20}" + "".join(f"{k:>13}" for k in keys) + f"{'exact 95% CI':>18}")
-        for name, r in self.state.evals.items():
-            ci = "[{:.3f}, {:.3f}]".format(*r["exact_ci"])
-            say(f"  {name:<20}" + "".join(f"{r[k]:>13.3f}" for k in keys) + f"{ci:>18}")
-        for task, gain in self.state.gains.items():
-            g = gain["exact"]
-            say(f"  {task}: exact after - before {g['mean']:+.3f} [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}] (paired)")
+        for e in evaluations:
+            ci = "[{:.3f}, {:.3f}]".format(*e.metrics["exact_ci"])
+            say(f"  {e.name:<20}" + "".join(f"{e.metrics[k]:>13.3f}" for k in keys) + f"{ci:>18}")
+        for gain in self.state.gains:
+            g = gain.exact
+            say(f"  {gain.task}: exact after - before {g['mean']:+.3f} [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}] (paired)")
 
     def _try_report(self) -> None:
         if self.state.store is None:

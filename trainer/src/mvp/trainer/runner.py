@@ -3,6 +3,7 @@ load samples, connect to the reward-service, train with progress, evaluate, writ
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from mvp.trainer.data import load_examples
 from mvp.trainer.evaluate import evaluate
 from mvp.trainer.local import LocalTrainConfig, LocalTrainer
 
+log = logging.getLogger(__name__)
+
+
+def load_policy(model: str, storage: Storage, work: Path, device: str = "cpu") -> Policy:
+    """The model a ``--model`` names (folder, s3:// URI, 'smol', 'tiny') as a ``Policy``; every load
+    is logged (``model loaded: ...``), so a run's log shows how often each model was read."""
+    policy = Policy(resolve_model(model, storage, work), device=device)
+    log.info("model loaded: %s", model)
+    return policy
+
 
 def train_local(
     *,
@@ -32,12 +43,15 @@ def train_local(
     resume: bool = True,
     eval_limit: int = 64,
     progress: bool = False,
+    policy: Policy | None = None,
 ) -> dict:
+    """GRPO on ``model`` (or on ``policy``, already loaded, trained in place), resumable from the
+    checkpoints under ``output``; returns the run's facts (``checkpoint``: the last one's URI)."""
     torch.manual_seed(config.seed)
     storage = Storage(store)
     with tempfile.TemporaryDirectory(prefix="mvp-train-") as tmp:  # the model's download, the resume checkpoint
         work = Path(tmp)
-        policy = Policy(resolve_model(model, storage, work))
+        policy = policy or load_policy(model, storage, work)
         # several sample sets (e.g. a curriculum's easier K): prompts are drawn from all of them
         uris = [train_samples] if isinstance(train_samples, str) else train_samples
         train = [example for uri in uris for example in load_examples(storage, uri)]
@@ -85,22 +99,39 @@ def evaluate_checkpoint(
     predictions: list[dict] | dict[str, list[dict]] | None = None,
     diagnostics: bool = False,
 ) -> dict:
-    """``evaluate`` on a checkpoint (folder, s3:// URI or a built-in name), loaded once. ``samples`` is
-    one samples.jsonl, or {task name: samples.jsonl} to evaluate every task on the same weights (the
-    result is then {task: result}, and ``predictions`` a {task: list} to collect each task's rows)."""
-    storage = Storage(store)
-    tasks = {"": samples} if isinstance(samples, str) else samples
+    """``evaluate_tasks`` on a checkpoint (folder, s3:// URI or a built-in name), loaded once. ``samples``
+    is one samples.jsonl (the result is then that task's, and ``predictions`` a list), or {task name:
+    samples.jsonl} as ``evaluate_tasks`` takes."""
+    if isinstance(samples, str):
+        tasks, rows = {"": samples}, ({"": predictions} if isinstance(predictions, list) else None)
+    else:
+        tasks, rows = samples, (predictions if isinstance(predictions, dict) else None)
     with tempfile.TemporaryDirectory(prefix="mvp-eval-") as work:  # a downloaded checkpoint goes with it
-        policy = Policy(resolve_model(model, storage, Path(work)))
-        out = {}
-        with RewardClient(reward_addr) as client:
-            client.wait_healthy(timeout_s=60)
-            for name, uri in tasks.items():
-                rows = predictions if isinstance(samples, str) else None
-                if isinstance(predictions, dict):
-                    rows = predictions.setdefault(name, [])
-                examples = load_examples(storage, uri, limit=limit)
-                out[name] = evaluate(
-                    policy, examples, client.score, max_new_tokens, predictions=rows, diagnostics=diagnostics
-                )
+        policy = load_policy(model, Storage(store), Path(work))
+        out = evaluate_tasks(policy, tasks, reward_addr, store, limit, max_new_tokens, rows, diagnostics)
         return out[""] if isinstance(samples, str) else out
+
+
+def evaluate_tasks(
+    policy: Policy,
+    tasks: dict[str, str],
+    reward_addr: str,
+    store: StoreSettings,
+    limit: int | None,
+    max_new_tokens: int = 16,
+    predictions: dict[str, list[dict]] | None = None,
+    diagnostics: bool = False,
+) -> dict[str, dict]:
+    """``evaluate`` on every task ({name: samples.jsonl}) with the same weights; ``predictions`` (a
+    dict) collects each task's per-sample rows under its name."""
+    storage = Storage(store)
+    out = {}
+    with RewardClient(reward_addr) as client:
+        client.wait_healthy(timeout_s=60)
+        for name, uri in tasks.items():
+            rows = predictions.setdefault(name, []) if predictions is not None else None
+            examples = load_examples(storage, uri, limit=limit)
+            out[name] = evaluate(
+                policy, examples, client.score, max_new_tokens, predictions=rows, diagnostics=diagnostics
+            )
+    return out

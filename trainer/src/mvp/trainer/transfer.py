@@ -30,7 +30,7 @@ from mvp.common.seeds import TRANSFER_PROBE
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
 from mvp.model.policy import Policy
-from mvp.model.resolve import resolve_model
+from mvp.trainer.runner import load_policy
 
 PROBE_SEED_OFFSET = TRANSFER_PROBE  # apart from every corpus and the model's stages (mvp.common.seeds)
 _SIZE = "{}x{}".format(*FRAME_SIZE)  # the geometry the model reads (mvp.common.geometry)
@@ -125,5 +125,5 @@ def probe(policy: Policy, families: dict[str, list[Clip]]) -> dict:
 def probe_checkpoint(model: str, families: dict[str, list[Clip]], store: StoreSettings | None = None) -> dict:
     """``probe`` on a checkpoint folder, s3:// URI, 'smol' or 'tiny'."""
     with tempfile.TemporaryDirectory(prefix="mvp-transfer-") as cache:  # a downloaded checkpoint goes with it
-        policy = Policy(resolve_model(model, Storage(store or StoreSettings()), Path(cache)))
+        policy = load_policy(model, Storage(store or StoreSettings()), Path(cache))
         return {"model": model, **probe(policy, families)}

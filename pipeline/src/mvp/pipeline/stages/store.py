@@ -2,46 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from mvp.common.procs import free_port
+from mvp.common.settings import StoreSettings
+from mvp.common.storage import Storage
+from mvp.pipeline.context import Context
 
-if TYPE_CHECKING:
-    from mvp.pipeline.run import Pipeline
 
-
-def run(job: Pipeline) -> str:
-    from mvp.common.procs import free_port
-    from mvp.common.settings import StoreSettings
-    from mvp.common.storage import Storage
-
+def run(ctx: Context) -> tuple[StoreSettings, str]:
     env_store = StoreSettings()
     if env_store.endpoint:
-        job.state.store = env_store
-        Storage(env_store).ensure_bucket(job.config.bucket)
-        return f"using MVP_S3_ENDPOINT={env_store.endpoint}"
+        Storage(env_store).ensure_bucket(ctx.config.bucket)
+        return env_store, f"using MVP_S3_ENDPOINT={env_store.endpoint}"
     port = free_port()
-    child = job.sup.start(
+    child = ctx.sup.start(
         "store",
-        [
-            "store",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(job.out / "store"),
-            "--buckets",
-            job.config.bucket,
-        ],
+        ["store", "serve", "--port", str(port), "--data-dir", str(ctx.out / "store"), "--buckets", ctx.config.bucket],
         # every acknowledged write is already on disk: stopping it loses nothing
         stop_timeout_s=20.0,
     )
-    store = StoreSettings(endpoint=f"http://127.0.0.1:{port}")
     # "listening" is logged only after the objects of earlier runs are loaded back; while they load,
     # the store logs progress every 5 s, and each line restarts the 120 s bound
-    job.sup.wait_ready(
+    ctx.sup.wait_ready(
         child,
         lambda: "object store listening" in child.log_path.read_text(),
         120,
         progress=lambda: child.log_path.stat().st_size,
     )
-    job.state.store = store
-    return f"embedded S3-compatible store on 127.0.0.1:{port}, data in {job.out / 'store'}"
+    store = StoreSettings(endpoint=f"http://127.0.0.1:{port}")
+    return store, f"embedded S3-compatible store on 127.0.0.1:{port}, data in {ctx.out / 'store'}"
