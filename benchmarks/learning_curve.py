@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import random
 import sys
 import tempfile
@@ -44,7 +45,7 @@ RECIPE: dict = {
     "entropy_coef": 0.01,
     "balanced_groups": True,
     "bf16_update": True,
-    "checkpoint_every": 100_000,
+    "save_steps": 100_000,
     "max_ckpt_num": 1,
 }
 BAR_GAIN = 0.10
@@ -79,10 +80,10 @@ def make_data(out: Path, level: int, train_videos: int, heldout_videos: int, per
     for split, count in {"train": train_videos, "heldout": heldout_videos}.items():
         first = corpus_seed(seed, split, count)
         videos = out / "videos" / split
-        write_corpus(videos, count, seed=first, seconds=20.0)
+        write_corpus(videos, count, seed=first, workers=os.cpu_count() or 1, seconds=20.0)
         samples = out / "samples" / config.digest() / split
         if not (samples / "samples.jsonl").exists():
-            run_corpus(StoreSettings(), str(videos), str(samples), config, workers=2)
+            run_corpus(StoreSettings(), str(videos), str(samples), config, workers=os.cpu_count() or 1)
         paths[split] = str(samples / "samples.jsonl")
     return paths
 

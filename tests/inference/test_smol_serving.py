@@ -61,7 +61,7 @@ def trained_checkpoint(s3_server: Proc, tmp_path_factory: pytest.TempPathFactory
     checkpoint its report names."""
     out = tmp_path_factory.mktemp("smol-run")
     config = {
-        "train": {"prompts_per_step": 1, "n_samples_per_prompt": 2, "max_new_tokens": 8, "checkpoint_every": 1},
+        "train": {"prompts_per_step": 1, "n_samples_per_prompt": 2, "max_new_tokens": 8, "save_steps": 1},
         "synth": {"num_frames": 5, "num_masked": 2, "num_distractors": 2, "samples_per_video": 1},
         # one 10 s held-out video is too short for a level-2 set; this test serves the checkpoint only
         "eval_levels": [],

@@ -122,3 +122,52 @@ def test_cli_dry_run(mode: str, s3_server: Proc, s3_settings: StoreSettings, tmp
         assert f"--data.prompt_dataset {(tmp_path / 'job' / 'openrlhf.jsonl').resolve()}" in proc.stdout
     assert "--algo.advantage.estimator group_norm" in proc.stdout
     assert (tmp_path / "job" / "openrlhf.jsonl").exists()
+
+
+# Every field of the local recipe, sorted: the ones the OpenRLHF recipe also has (same name, same
+# meaning, ``grpo.`` for its GRPO section) and the local loop's own, each with why OpenRLHF has none.
+SHARED = {"lr", "seed", "save_steps", "max_ckpt_num", "eval_steps"}
+SHARED_GRPO = {
+    "n_samples_per_prompt",
+    "init_kl_coef",
+    "eps_clip",
+    "temperature",
+    "max_new_tokens",
+    "entropy_coef",
+    "advantage_estimator",
+}
+LOCAL_ONLY = {
+    "steps": "OpenRLHF counts episodes over the dataset (batch.episodes)",
+    "prompts_per_step": "OpenRLHF sizes batches in sequences (batch.rollout_batch_size)",
+    "lr_scheduler": "OpenRLHF's scheduler is a train_ppo_ray flag (extra_args: --actor.lr_scheduler)",
+    "min_lr_ratio": "as lr_scheduler",
+    "weight_decay": "as lr_scheduler (--actor.adam.l2)",
+    "ppo_epochs": "OpenRLHF's batch.max_epochs",
+    "max_grad_norm": "a train_ppo_ray flag (extra_args)",
+    "sft_steps": "the tiny test fixture's format warm-up; the cluster trains mvp-smol, which writes the format",
+    "sft_lr": "as sft_steps",
+    "time_budget_s": "a CPU run's wall budget; a cluster run ends by episodes",
+    "train_vision": "a narrower knob: the ViT blocks only (the merger always trains); OpenRLHF's "
+    "freeze_visual_encoder freezes every non-language parameter, merger included (its actor.py)",
+    "train_embeddings": "OpenRLHF trains every parameter of the language model",
+    "bf16_update": "OpenRLHF always trains in bf16 (ds.param_dtype)",
+    "control_random_labels": "the learning proof's control run (a measurement, not a cluster recipe)",
+    "balanced_groups": "the OpenRLHF route is permuted copies in the staged dataset (docs/trainer.md)",
+}
+
+
+def test_every_local_training_field_is_openrlhfs_or_says_why_not() -> None:
+    """The local loop and the OpenRLHF recipe use one name for one idea: a field both have is spelt the
+    same (OpenRLHF's name) in both, and every other local field is listed with the reason it has no
+    OpenRLHF counterpart, so a new field must be classified here."""
+    from mvp.trainer.config import LocalTrainConfig
+    from mvp.trainer.openrlhf_launch import GrpoSection
+
+    local = set(LocalTrainConfig.model_fields)
+    assert local == SHARED | SHARED_GRPO | set(LOCAL_ONLY), local ^ (SHARED | SHARED_GRPO | set(LOCAL_ONLY))
+    assert set(Recipe.model_fields) >= SHARED
+    assert set(GrpoSection.model_fields) >= SHARED_GRPO
+    assert not set(LOCAL_ONLY) & (set(Recipe.model_fields) | set(GrpoSection.model_fields))
+    # the same sense: the GRPO section is the local config's own class, with the same defaults
+    for name in SHARED_GRPO:
+        assert GrpoSection.model_fields[name].default == LocalTrainConfig.model_fields[name].default, name

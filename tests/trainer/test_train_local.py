@@ -59,7 +59,7 @@ def train_cmd(samples: str, reward: Proc, output: str, logdir: Path, **flags: st
         f"127.0.0.1:{reward.ports['grpc']}",
         "--steps",
         "4",
-        "--checkpoint-every",
+        "--save-steps",
         "2",
         "--sft-steps",
         "2",
@@ -175,7 +175,7 @@ def test_grpo_raises_the_reward_it_is_given(
         prompts_per_step="4",
         n_samples_per_prompt="8",
         max_new_tokens="12",
-        checkpoint_every="30",
+        save_steps="30",
     )
     train([*cmd, "--seed", "0"], s3_server)
     log = rows(logdir)
@@ -195,7 +195,7 @@ def test_old_checkpoints_are_deleted_beyond_max_ckpt_num(
     names the last, and the committed checkpoint is never deleted (unit: prune_checkpoints)."""
     from mvp.trainer.local import prune_checkpoints
 
-    cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/keep", tmp_path / "keep", checkpoint_every="1")
+    cmd = train_cmd(samples_uri, reward_server, "s3://mvp/ck/keep", tmp_path / "keep", save_steps="1")
     summary = train([*cmd, "--max-ckpt-num", "2"], s3_server)
     assert summary["steps"] == 4
     storage = Storage(s3_settings)

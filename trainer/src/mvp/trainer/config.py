@@ -69,14 +69,14 @@ class LocalTrainConfig(GrpoConfig):
     )
     sft_lr: float = Field(1e-3, gt=0, description="Learning rate of the format warm-up.")
     seed: int = Field(0, ge=0, description="Seed of data order, sampling and initialisation.")
-    checkpoint_every: int = Field(20, ge=1, description="Steps between checkpoints.")
+    save_steps: int = Field(20, ge=1, description="Steps between checkpoints.")
     max_ckpt_num: int = Field(
         3,
         ge=0,
         description="Checkpoints kept (OpenRLHF's --ckpt.max_num): once latest.json names a new one, step "
         "folders older than the newest max_ckpt_num are deleted. 0 keeps every checkpoint.",
     )
-    eval_every: int = Field(0, ge=0, description="Steps between held-out evaluations (0: only at the end).")
+    eval_steps: int = Field(0, ge=0, description="Steps between held-out evaluations (0: only at the end).")
     time_budget_s: float = Field(
         0.0, ge=0, description="Stop GRPO after this many seconds of training even before `steps` (0: no limit)."
     )

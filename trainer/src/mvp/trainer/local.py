@@ -116,8 +116,8 @@ class LocalTrainer:
     ) -> dict:
         """The whole training run, resumable: the format warm-up and the frozen reference (unless a
         resumed checkpoint is past them), then GRPO steps until ``steps`` or ``time_budget_s``, a
-        checkpoint every ``checkpoint_every`` steps and at the end, and ``evaluate`` (held-out) every
-        ``eval_every`` steps before the last, handed to ``on_eval``. Returns the run's facts."""
+        checkpoint every ``save_steps`` steps and at the end, and ``evaluate`` (held-out) every
+        ``eval_steps`` steps before the last, handed to ``on_eval``. Returns the run's facts."""
         cfg = self.config
         facts: dict = {}
         if not self.sft_done:
@@ -132,16 +132,16 @@ class LocalTrainer:
         while self.step < cfg.steps:
             if cfg.time_budget_s and time.perf_counter() - t0 > cfg.time_budget_s:
                 facts["stopped_by_time_budget"] = True
-                if self.step % cfg.checkpoint_every:  # else the loop just committed this step
+                if self.step % cfg.save_steps:  # else the loop just committed this step
                     self.checkpoint()
                 break
             entry = self.grpo_step()
             if bar:
                 bar.update(1)
                 bar.set_postfix(reward=f"{entry.values['reward']:.3f}", exact=f"{entry.values['exact']:.2f}")
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+            if self.step % cfg.save_steps == 0 or self.step == cfg.steps:
                 self.checkpoint()
-            if evaluate and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+            if evaluate and cfg.eval_steps and self.step % cfg.eval_steps == 0 and self.step < cfg.steps:
                 result = evaluate()
                 if on_eval:
                     on_eval(self.step, result)
