@@ -57,3 +57,20 @@ def test_the_same_spec_gives_the_same_video_bytes_in_every_process(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", script, str(p)]) for p in paths]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}) == 1
+
+
+@pytest.mark.integration
+def test_a_corpus_written_by_several_processes_is_the_same_corpus(tmp_path):
+    """``write_corpus(workers=N)`` (the learning proof's data stage) gives the files one process gives,
+    and keeps the ones already there."""
+    from mvp.common.procedural import write_corpus
+
+    one = write_corpus(tmp_path / "one", 3, seed=60000, seconds=3)
+    (tmp_path / "many").mkdir()
+    kept = tmp_path / "many" / one[0].name
+    kept.write_bytes(b"kept")  # an existing file is never rewritten
+    many = write_corpus(tmp_path / "many", 3, seed=60000, workers=2, seconds=3)
+    assert [p.name for p in many] == [p.name for p in one]
+    assert kept.read_bytes() == b"kept"
+    assert [p.read_bytes() for p in many[1:]] == [p.read_bytes() for p in one[1:]]
+    assert not list((tmp_path / "many").glob("*.part*"))
