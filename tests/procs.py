@@ -33,6 +33,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, proc: sub
         except Exception:  # noqa: BLE001, S110 - not ready yet
             pass
         time.sleep(0.1)
+    if proc is not None:  # the caller never gets a handle to stop it: a late start must not outlive the test
+        proc.kill()
+        proc.wait(timeout=10)
     raise TimeoutError(f"{what} not ready after {timeout}s")
 
 
@@ -89,7 +92,7 @@ def start_reward(tmp: Path, *extra: str, env: dict[str, str] | None = None) -> P
         env,
     )
     proc.ports = {"grpc": port, "metrics": metrics_port, "http": http_port}
-    wait_for(lambda: port_open(http_port) and port_open(port), 30, "reward-service", proc.popen)
+    wait_for(lambda: port_open(http_port) and port_open(port), 60, "reward-service", proc.popen)
     return proc
 
 
