@@ -1,5 +1,5 @@
 """Seconds per GRPO step of the local backend (generation, reward over gRPC, update) for mvp-smol
-(or the tiny fixture) at a stated batch and group size; TRL's GRPOTrainer side by side when it can run.
+(or the tiny fixture) at a stated batch and group size (TRL's GRPOTrainer beside it: benchmarks/trl_grpo.py).
 
 Starts a reward-service process, synthesises a few samples, runs the format warm-up (tiny only:
 mvp-smol's alignment already taught the format), then times `--steps` GRPO steps. The last line is
@@ -18,24 +18,6 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def trl_reason(model_path: Path) -> str | None:
-    """Why TRL's GRPOTrainer cannot run on the same model here (None if it could)."""
-    try:
-        import trl  # noqa: F401
-    except ImportError:
-        return "trl is not installed in this environment (it is not a project dependency)"
-    try:
-        from transformers import AutoProcessor
-
-        AutoProcessor.from_pretrained(model_path)
-    except Exception as exc:  # noqa: BLE001 - the reason is what we report
-        return (
-            "TRL's GRPOTrainer builds the model's AutoProcessor, and Qwen2.5-VL's processor needs "
-            f"torchvision, which does not load beside the CPU torch here: {type(exc).__name__}: {exc}"[:400]
-        )
-    return None
 
 
 def main() -> None:
@@ -131,9 +113,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
-    reason = trl_reason(model_path)
-    result["trl_ratio"] = None
-    result["trl_not_run"] = reason
+    result["peer"] = "benchmarks/trl_grpo.py runs TRL's GRPOTrainer beside this loop on the same samples"
     print(json.dumps(result))
 
 
