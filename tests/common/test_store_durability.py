@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from minio.datatypes import Part
+from minio.error import S3Error
 
 from mvp.common.settings import StoreSettings
-from mvp.common.storage import Storage
+from mvp.common.storage import Storage, StorageError
 from mvp.common.store_cli import object_path
 from tests.procs import free_port, port_open, start, start_store, wait_for
 
@@ -106,7 +108,7 @@ def test_a_restarted_store_opens_its_port_only_when_every_object_is_back(tmp_pat
 def test_loading_a_data_folder_reports_progress(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A large data folder takes minutes to load; the store says how far it got while it loads, so a
     supervisor waiting for its port can tell a slow load from a hung one."""
-    from moto.server import ThreadedMotoServer
+    from moto.s3.models import S3Backend
 
     from mvp.common.store_cli import load_snapshot
 
@@ -115,15 +117,99 @@ def test_loading_a_data_folder_reports_progress(tmp_path: Path, caplog: pytest.L
         path = object_path(tmp_path / "data", "progress", f"obj-{i}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * size)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        storage = Storage(StoreSettings(endpoint=f"http://{host}:{port}"))
-        with caplog.at_level("INFO", logger="mvp.common.store_cli"):
-            assert load_snapshot(storage, tmp_path / "data", progress_every_s=0) == 3
-    finally:
-        server.stop()
+    backend = S3Backend("us-east-1", "000000000030")  # a private one, not the process's default
+    with caplog.at_level("INFO", logger="mvp.common.store_cli"):
+        assert load_snapshot(backend, tmp_path / "data", progress_every_s=0) == 3
+    assert bytes(backend.get_object("progress", "obj-2").value) == b"x" * 3000
     lines = [r for r in caplog.records if r.getMessage() == "loading data folder"]
     assert [r.objects_loaded for r in lines] == [1, 2, 3]
     assert [r.bytes_loaded for r in lines] == [10, 210, 3210]
+
+
+def test_edge_cases_of_keys_survive_kill_9_or_are_refused_before_they_are_acknowledged(tmp_path: Path) -> None:
+    """Issue #30 item 7: an answered write is on disk, or the request was refused (4xx) and the
+    object is not served from memory either; what the store answered before kill -9 is what the
+    restarted store serves, object for object."""
+    from minio.commonconfig import ENABLED, CopySource
+    from minio.versioningconfig import VersioningConfig
+
+    data_dir = tmp_path / "data"
+    store = start_store(tmp_path, data_dir)
+    try:
+        storage = Storage(StoreSettings(endpoint=f"http://127.0.0.1:{store.ports['s3']}"))
+        client = storage.client
+        expected = {
+            "weights.part": b"a key that ends like a temporary file",
+            ".x.abc.part": b"and one named like the old temporary files",
+            "a": b"an object that is also a prefix below",
+            "d/e": b"an object below a prefix that is also written as an object",
+            "100%/%E": b"escapes",
+            "kept/old": b"overwritten",
+        }
+        for key, data in expected.items():
+            storage.put_bytes(f"s3://mvp/{key}", data)
+        storage.put_bytes("s3://mvp/kept/old", b"the second write wins")
+        expected["kept/old"] = b"the second write wins"
+        client.copy_object("mvp", "kept/copy", CopySource("mvp", "a"))
+        expected["kept/copy"] = expected["a"]
+        for key, code in (("a/b", "XMinioParentIsObject"), ("d", "XMinioObjectExistsAsDirectory")):
+            with pytest.raises(StorageError, match=code):
+                storage.put_bytes(f"s3://mvp/{key}", b"refused")
+            assert not storage.exists(f"s3://mvp/{key}"), f"{key} was refused but is served from memory"
+        with pytest.raises(StorageError, match="KeyTooLongError"):
+            storage.put_bytes("s3://mvp/long/" + "s" * 300, b"a segment over 255 bytes")
+        assert [i.uri for i in storage.list("s3://mvp/long/")] == []
+        storage.put_bytes("s3://mvp/z/y", b"deleted, then its prefix written")
+        storage.delete("s3://mvp/z/y")
+        storage.put_bytes("s3://mvp/z", b"its prefix, now an object")
+        expected["z"] = b"its prefix, now an object"
+        # versions would live only in memory: versioning is refused instead of lost on restart
+        with pytest.raises(S3Error) as err:
+            client.set_bucket_versioning("mvp", VersioningConfig(ENABLED))
+        assert err.value.code == "NotImplemented"
+        assert client.get_bucket_versioning("mvp").status != "Enabled"
+        storage.ensure_bucket("removed")
+        client.remove_bucket("removed")
+
+        store.popen.send_signal(signal.SIGKILL)
+        store.popen.wait(10)
+        store = start_store(tmp_path, data_dir)
+        reader = Storage(StoreSettings(endpoint=f"http://127.0.0.1:{store.ports['s3']}"))
+        served = {i.uri.removeprefix("s3://mvp/"): reader.get_bytes(i.uri) for i in reader.list("s3://mvp/")}
+        assert served == expected
+        assert [b.name for b in reader.client.list_buckets()] == ["mvp"]
+    finally:
+        store.stop()
+
+
+def test_a_multipart_upload_cut_by_a_restart_is_no_such_upload(tmp_path: Path) -> None:
+    """Unfinished uploads live in memory: after kill -9 their parts are gone, and the client is told
+    so with S3's NoSuchUpload (404) and starts again, instead of a 500 it would retry."""
+    data_dir = tmp_path / "data"
+    store = start_store(tmp_path, data_dir)
+    try:
+        client = Storage(StoreSettings(endpoint=f"http://127.0.0.1:{store.ports['s3']}")).client
+        part = os.urandom(5 << 20)
+        upload_id = client._create_multipart_upload("mvp", "cut/blob.bin", {})
+        etag = client._upload_part("mvp", "cut/blob.bin", part, None, upload_id, 1)
+        store.popen.send_signal(signal.SIGKILL)
+        store.popen.wait(10)
+        store = start_store(tmp_path, data_dir)
+        storage = Storage(StoreSettings(endpoint=f"http://127.0.0.1:{store.ports['s3']}"))
+        client = storage.client
+        with pytest.raises(S3Error) as err:
+            client._upload_part("mvp", "cut/blob.bin", part, None, upload_id, 2)
+        assert (err.value.code, err.value.response.status) == ("NoSuchUpload", 404)
+        with pytest.raises(S3Error) as err:
+            client._complete_multipart_upload("mvp", "cut/blob.bin", upload_id, [Part(1, etag)])
+        assert (err.value.code, err.value.response.status) == ("NoSuchUpload", 404)
+        assert not storage.exists("s3://mvp/cut/blob.bin")
+        big = os.urandom(11 << 20)  # the client starts again: a whole multipart upload
+        storage.put_bytes("s3://mvp/cut/blob.bin", big)
+        store.popen.send_signal(signal.SIGKILL)
+        store.popen.wait(10)
+        store = start_store(tmp_path, data_dir)
+        reader = Storage(StoreSettings(endpoint=f"http://127.0.0.1:{store.ports['s3']}"))
+        assert reader.get_bytes("s3://mvp/cut/blob.bin") == big
+    finally:
+        store.stop()
