@@ -320,8 +320,10 @@ def test_label_cache_is_bounded_in_bytes() -> None:
         text = json.dumps({"answer": [1, 2], "num_candidates": 3, "pad": "x" * (30 << 10) + str(i)})
         assert cache.get(text).answer == (1, 2)
         assert cache.bytes <= cache.max_bytes
-    huge = json.dumps({"answer": [1], "num_candidates": 2, "pad": "y" * (1 << 20)})
+    huge = json.dumps({"answer": [1], "num_candidates": 2, "pad": "y" * (200 << 10)})
     cache.get(huge)
     assert huge not in cache._items  # too large to keep: parsed, never stored
+    with pytest.raises(InvalidLabelError, match="exceeds"):  # too large to parse at all (#30)
+        cache.get(json.dumps({"answer": [1], "num_candidates": 2, "pad": "y" * (1 << 20)}))
     small = json.dumps({"answer": [2, 1], "num_candidates": 2})
     assert cache.get(small) is cache.get(small)  # the common case still hits

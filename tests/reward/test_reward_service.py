@@ -99,7 +99,7 @@ def test_health_is_never_counted_against_the_concurrency_limit(session_tmp: Path
     """An open ScoreStream holds the only slot: Score is RESOURCE_EXHAUSTED, the health check still
     SERVING (grpc's own maximum_concurrent_rpcs rejected health checks too: a busy server failed its
     liveness probe)."""
-    proc = start_reward(session_tmp, "--max-concurrent-rpcs", "1")
+    proc = start_reward(session_tmp, "--max-concurrent-rpcs", "1", "--stream-idle-s", "300")
     release = threading.Event()
 
     def held_open():

@@ -1,8 +1,8 @@
 """The one way every MVP-Train gRPC server starts, serves and stops.
 
 A server built here has: the standard health service, server reflection, Prometheus metrics on
-their own port, optional TLS / mTLS, an optional bearer-token check, message-size and concurrency
-limits, and a drain on SIGTERM/SIGINT (health flips to NOT_SERVING, new calls are refused,
+their own port, optional TLS / mTLS, an optional bearer-token check, message-size, concurrency and
+stream-idle limits, and a drain on SIGTERM/SIGINT (health flips to NOT_SERVING, new calls are refused,
 in-flight calls get ``shutdown_grace_s`` to finish and ``shutdown_linger_s`` for their responses
 to reach the clients).
 """
@@ -65,14 +65,18 @@ def _server_credentials(settings: GrpcServerSettings) -> grpc.ServerCredentials 
 class GrpcServer:
     """A started gRPC server with health, reflection, metrics and the configured security."""
 
-    def __init__(self, settings: GrpcServerSettings, bindings: Sequence[ServiceBinding]) -> None:
+    def __init__(
+        self, settings: GrpcServerSettings, bindings: Sequence[ServiceBinding], *, stream_idle_s: float | None = None
+    ) -> None:
+        """``stream_idle_s``: a request stream that sends nothing for this long is ended (the
+        service's own setting, for services with streaming requests; ``None``: never)."""
         self.settings = settings
         self.bindings = list(bindings)
         # outermost first: metrics see every call, the token is checked before the request is looked at
         interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor()]
         if settings.auth_token is not None:
             interceptors.append(BearerTokenInterceptor(settings.auth_token.get_secret_value()))
-        self.gate = RequestGateInterceptor(settings.max_concurrent_rpcs)
+        self.gate = RequestGateInterceptor(settings.max_concurrent_rpcs, stream_idle_s)
         interceptors.append(self.gate)
         self.server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
         self.health = health.aio.HealthServicer()

@@ -1,6 +1,8 @@
 """Helpers for the project's gRPC server interceptors, and the request gate every server puts in
 front of its handlers: malformed requests are INVALID_ARGUMENT, calls beyond the concurrency limit
-are RESOURCE_EXHAUSTED (health checks never are), large requests are parsed off the event loop."""
+are RESOURCE_EXHAUSTED (health checks never are), large requests are parsed off the event loop, a
+request stream that sends nothing for too long is ended. Another transport of the same server (the
+reward-service's HTTP port) claims its slots from the same gate."""
 
 from __future__ import annotations
 
@@ -77,6 +79,15 @@ async def _checked(request, deserializer, context: grpc.aio.ServicerContext):
     return request
 
 
+class GateRefusedError(Exception):
+    """No slot for a call that did not come through gRPC: the gate is full (``code`` is
+    RESOURCE_EXHAUSTED) or the server drains (UNAVAILABLE). ``str()`` is the reason to send back."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class _Slots:
     """Counts calls in flight; ``None`` limit = unlimited.
 
@@ -92,6 +103,21 @@ class _Slots:
         self.idle = asyncio.Event()  # set while nothing is open
         self.idle.set()
 
+    def _refusal(self) -> GateRefusedError | None:
+        if self.closing:
+            return GateRefusedError(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another replica")
+        if self.limit is not None and self.in_flight >= self.limit:
+            return GateRefusedError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server busy: {self.in_flight} calls in flight (max_concurrent_rpcs={self.limit}); retry later",
+            )
+        return None
+
+    def _opened(self) -> None:
+        self.in_flight += 1
+        self.open += 1
+        self.idle.clear()
+
     def _closed(self, _context: object) -> None:
         self.open -= 1
         self.last_closed = time.monotonic()
@@ -100,21 +126,27 @@ class _Slots:
 
     @contextlib.asynccontextmanager
     async def hold(self, context: grpc.aio.ServicerContext):
-        if self.closing:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; retry on another replica")
-        if self.limit is not None and self.in_flight >= self.limit:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server busy: {self.in_flight} calls in flight (max_concurrent_rpcs={self.limit}); retry later",
-            )
-        self.in_flight += 1
-        self.open += 1
-        self.idle.clear()
+        refused = self._refusal()
+        if refused is not None:
+            await context.abort(refused.code, str(refused))
+        self._opened()
         context.add_done_callback(self._closed)
         try:
             yield
         finally:
             self.in_flight -= 1
+
+    @contextlib.contextmanager
+    def claim(self):
+        refused = self._refusal()
+        if refused is not None:
+            raise refused
+        self._opened()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._closed(None)
 
 
 class RequestGateInterceptor(grpc.aio.ServerInterceptor):
@@ -125,14 +157,23 @@ class RequestGateInterceptor(grpc.aio.ServerInterceptor):
     - at most ``max_concurrent`` calls run at once; more are RESOURCE_EXHAUSTED before their request
       is parsed (grpc's own ``maximum_concurrent_rpcs`` would count, and so reject, health checks too);
     - a unary request over ``PARSE_INLINE_BYTES`` is parsed in a worker thread;
+    - a request stream that sends no message for ``stream_idle_s`` is ended CANCELLED with the
+      reason, so idle streams cannot hold every slot (``None``: streams may idle for ever);
     - on shutdown, ``drain`` refuses new calls and lets the open ones finish and reach their clients.
 
     Health and reflection (``EXEMPT_PREFIXES``) are never limited nor deferred.
     """
 
-    def __init__(self, max_concurrent: int | None = None) -> None:
+    def __init__(self, max_concurrent: int | None = None, stream_idle_s: float | None = None) -> None:
         self._slots = _Slots(max_concurrent)
         self._free = _Slots(None)
+        self._stream_idle_s = stream_idle_s
+
+    def claim(self) -> contextlib.AbstractContextManager[None]:
+        """Holds one slot of the concurrency limit for a call that another transport of this server
+        received (the reward-service's HTTP port); raises ``GateRefusedError`` when none is free or
+        the server drains. The slot counts, and is waited for by ``drain``, like a gRPC call's."""
+        return self._slots.claim()
 
     async def drain(self, deadline: float, linger_s: float) -> None:
         """Refuses new calls (UNAVAILABLE; health and reflection still answer), waits until
@@ -175,9 +216,22 @@ class RequestGateInterceptor(grpc.aio.ServerInterceptor):
 
         # Streamed requests are parsed as they arrive (each message is small in the project's APIs).
         des = _gate_parser(raw_des, False)
+        idle_s = None if exempt else self._stream_idle_s
 
         async def checked(requests, context):
-            async for request in requests:
+            messages = aiter(requests)
+            while True:
+                try:
+                    async with asyncio.timeout(idle_s):
+                        request = await anext(messages)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:  # CANCELLED: clients read DEADLINE_EXCEEDED as their own deadline
+                    await context.abort(
+                        grpc.StatusCode.CANCELLED,
+                        f"the stream sent no message for {idle_s:g} s (stream_idle_s): ended to free its slot; "
+                        "open a stream when there is something to send",
+                    )
                 yield await _checked(request, raw_des, context)
 
         if handler.stream_unary is not None:

@@ -81,10 +81,16 @@ class RewardConfig(BaseModel):
         return self
 
 
+# A label of MAX_CANDIDATES candidates with their times takes under 40 KiB of JSON. Longer text is
+# refused before it is parsed: the JSON parser holds the interpreter lock for the whole text.
+MAX_LABEL_CHARS = 256 << 10
+
+
 class LabelCache:
     """Parsed labels by their JSON text, least recently used first out, bounded in bytes (a GRPO
     group repeats one label G times; a flood of large distinct labels cannot grow the process).
-    Labels longer than ``max_item_bytes`` are parsed every time and never kept."""
+    Labels longer than ``max_item_bytes`` are parsed every time and never kept; longer than
+    ``MAX_LABEL_CHARS``, they are ``InvalidLabelError``."""
 
     def __init__(self, max_bytes: int = 8 << 20, max_item_bytes: int = 64 << 10) -> None:
         self.max_bytes = max_bytes
@@ -99,6 +105,8 @@ class LabelCache:
             if hit is not None:
                 self._items.move_to_end(text)
                 return hit[0]
+        if len(text) > MAX_LABEL_CHARS:
+            raise InvalidLabelError(f"label JSON of {len(text)} characters exceeds {MAX_LABEL_CHARS}")
         label = Label.from_json(text)
         size = len(text) + 64 * (len(label.answer) + len(label.candidate_times_s))
         if size <= self.max_item_bytes:

@@ -5,8 +5,10 @@ every score comes from ``mvp.reward.core``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
+import json.scanner
 import logging
 import ssl
 import time
@@ -16,6 +18,7 @@ import grpc
 from aiohttp import web
 
 from mvp.common.grpc_server import GrpcServer, ServiceBinding, serve
+from mvp.common.interceptors import PARSE_INLINE_BYTES, GateRefusedError, RequestGateInterceptor
 from mvp.reward import core, metrics
 from mvp.reward.openrlhf import response_from_query, to_openrlhf
 from mvp.reward.settings import RewardServerSettings
@@ -178,9 +181,70 @@ def _score_request(items, resolve, config: core.RewardConfig, slots: bool = Fals
     return reward_pb2.ScoreResponse(results=[result_to_proto(r) for r in results])
 
 
-def _score_http(items: list, config: core.RewardConfig) -> bytes:
-    """An HTTP /score request's work in a worker thread, the JSON body included."""
-    return json.dumps(to_openrlhf(_scored(items, _label_of_http, config, "http"))).encode()
+class _HttpError(Exception):
+    """An HTTP request's failure: the status to answer, the reason, and the status's extra arguments."""
+
+    def __init__(self, status: type[web.HTTPException], message: str, **kwargs) -> None:
+        super().__init__(message)
+        self.status, self.kwargs = status, kwargs
+
+    def response(self) -> web.HTTPException:
+        return _http_error(self.status, str(self), **self.kwargs)
+
+
+def _parse_json(body: bytes) -> object:
+    """``json.loads`` of a request body. A body over ``PARSE_INLINE_BYTES`` goes through the
+    pure-Python scanner: the C one holds the interpreter lock for the whole document (0.6 s for 15
+    MiB of small numbers, health checks waiting), the Python one hands it over every switch interval
+    (strings are still scanned in C: a body of long completions parses as fast either way)."""
+    if len(body) <= PARSE_INLINE_BYTES:
+        return json.loads(body)
+    decoder = json.JSONDecoder()
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    return decoder.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+
+
+def _http_items(payload: object, max_batch: int) -> list[tuple[str, str | dict]]:
+    """The ``(response, label)`` items of an OpenRLHF request body, or ``_HttpError`` saying what is wrong."""
+    if not isinstance(payload, dict):
+        raise _HttpError(web.HTTPBadRequest, "body must be a JSON object")
+    queries, prompts, labels = payload.get("query"), payload.get("prompts"), payload.get("labels")
+    if not isinstance(queries, list) or not isinstance(labels, list) or len(queries) != len(labels):
+        raise _HttpError(
+            web.HTTPBadRequest, "expected 'query' and 'labels' lists of equal length (and optional 'prompts')"
+        )
+    if prompts is not None and (not isinstance(prompts, list) or len(prompts) != len(queries)):
+        raise _HttpError(web.HTTPBadRequest, "'prompts' must be a list as long as 'query'")
+    if len(queries) > max_batch:
+        raise _HttpError(
+            web.HTTPRequestEntityTooLarge,
+            f"batch of {len(queries)} exceeds max_batch={max_batch}",
+            max_size=max_batch,
+            actual_size=len(queries),
+        )
+    items = []
+    for i, (query, label_text) in enumerate(zip(queries, labels, strict=True)):
+        prompt = prompts[i] if prompts is not None else None
+        if not isinstance(query, str) or not isinstance(label_text, str | dict):
+            raise _HttpError(web.HTTPBadRequest, f"item {i}: query must be a string and label a JSON string")
+        items.append((response_from_query(query, prompt if isinstance(prompt, str) else None), label_text))
+    return items
+
+
+def _score_http(body: bytes, config: core.RewardConfig, max_batch: int) -> bytes:
+    """An HTTP /score request's whole work, in one worker thread: parsing and checking the body,
+    scoring, and the JSON answer (the event loop only moves bytes)."""
+    try:
+        payload = _parse_json(body)
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, 4300-digit ints, deep nesting
+        raise _HttpError(web.HTTPBadRequest, f"body is not JSON: {str(exc)[:200]}") from None
+    items = _http_items(payload, max_batch)
+    try:
+        results = _scored(items, _label_of_http, config, "http")
+    except _BadItemError as bad:
+        metrics.INVALID_LABELS.labels("http").inc()
+        raise _HttpError(web.HTTPBadRequest, f"item {bad.index}: invalid label: {bad.error}") from None
+    return json.dumps(to_openrlhf(results)).encode()
 
 
 def _label_of_http(truth: str | dict) -> core.Label:
@@ -222,47 +286,71 @@ def _body_limit_middleware(max_body: int):
     return check
 
 
-def make_http_app(scorer: RewardScorer, settings: RewardServerSettings) -> web.Application:
-    """OpenRLHF's remote-reward endpoint: POST / or /score or /get_reward."""
+class _BodyBudget:
+    """Bytes of HTTP request bodies being read or scored at once (``limit``): beyond it a request is
+    429 before its body is read, so concurrent large bodies cannot take the process's memory. One
+    body is always accepted while no other is in flight (``limit`` may be below the largest body)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+
+    @contextlib.contextmanager
+    def claim(self, size: int):
+        if self.used and self.used + size > self.limit:
+            raise _HttpError(
+                web.HTTPTooManyRequests,
+                f"server busy: {self.used} bytes of request bodies in flight, this one declares {size} "
+                f"(http_max_inflight_mb={self.limit >> 20}); retry later",
+                headers={"Retry-After": "1"},
+            )
+        self.used += size
+        try:
+            yield
+        finally:
+            self.used -= size
+
+
+async def _read_body(request: web.Request, max_body: int) -> bytes:
+    """The body; one that grows over ``max_body`` while it arrives (a chunked one: a declared length
+    is checked before) is 413 with the JSON error every other answer has."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _HttpError(
+            web.HTTPRequestEntityTooLarge,
+            f"body exceeds max_message_mb ({max_body} bytes)",
+            max_size=max_body,
+        ) from None
+
+
+def make_http_app(
+    scorer: RewardScorer, settings: RewardServerSettings, gate: RequestGateInterceptor
+) -> web.Application:
+    """OpenRLHF's remote-reward endpoint: POST / or /score or /get_reward. Each request holds one of
+    ``gate``'s slots (the gRPC port's concurrency limit, shared) and its share of the body budget
+    while it is read and scored; either one full is 429 (503 while the server drains), with
+    Retry-After."""
+    max_body = settings.max_message_mb * 1024 * 1024
+    budget = _BodyBudget(settings.http_max_inflight_mb * 1024 * 1024)
 
     async def handle(request: web.Request) -> web.Response:
-        try:  # parsed off the event loop: a large body never delays health checks or other calls
-            payload = await asyncio.to_thread(json.loads, await request.read())
-        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, 4300-digit ints, deep nesting
-            raise _http_error(web.HTTPBadRequest, f"body is not JSON: {str(exc)[:200]}") from None
-        if not isinstance(payload, dict):
-            raise _http_error(web.HTTPBadRequest, "body must be a JSON object")
-        queries, prompts, labels = payload.get("query"), payload.get("prompts"), payload.get("labels")
-        if not isinstance(queries, list) or not isinstance(labels, list) or len(queries) != len(labels):
-            raise _http_error(
-                web.HTTPBadRequest, "expected 'query' and 'labels' lists of equal length (and optional 'prompts')"
-            )
-        if prompts is not None and (not isinstance(prompts, list) or len(prompts) != len(queries)):
-            raise _http_error(web.HTTPBadRequest, "'prompts' must be a list as long as 'query'")
-        if len(queries) > settings.max_batch:
-            raise _http_error(
-                web.HTTPRequestEntityTooLarge,
-                f"batch of {len(queries)} exceeds max_batch={settings.max_batch}",
-                max_size=settings.max_batch,
-                actual_size=len(queries),
-            )
-        items = []
-        for i, (query, label_text) in enumerate(zip(queries, labels, strict=True)):
-            prompt = prompts[i] if prompts is not None else None
-            if not isinstance(query, str) or not isinstance(label_text, str | dict):
-                raise _http_error(web.HTTPBadRequest, f"item {i}: query must be a string and label a JSON string")
-            items.append((response_from_query(query, prompt if isinstance(prompt, str) else None), label_text))
+        declared = request.content_length if request.content_length is not None else max_body
         try:
-            body = await asyncio.to_thread(_score_http, items, scorer.default)
-        except _BadItemError as bad:
-            metrics.INVALID_LABELS.labels("http").inc()
-            raise _http_error(web.HTTPBadRequest, f"item {bad.index}: invalid label: {bad.error}") from None
-        return web.Response(body=body, content_type="application/json")
+            with gate.claim(), budget.claim(declared):
+                body = await _read_body(request, max_body)
+                answer = await asyncio.to_thread(_score_http, body, scorer.default, settings.max_batch)
+        except GateRefusedError as refused:
+            status = (
+                web.HTTPServiceUnavailable if refused.code == grpc.StatusCode.UNAVAILABLE else web.HTTPTooManyRequests
+            )
+            raise _http_error(status, str(refused), headers={"Retry-After": "1"}) from None
+        except _HttpError as error:
+            raise error.response() from None
+        return web.Response(body=answer, content_type="application/json")
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    max_body = settings.max_message_mb * 1024 * 1024
     middlewares = [_body_limit_middleware(max_body)]
     if settings.auth_token:
         middlewares.insert(0, _bearer_middleware(settings.auth_token.get_secret_value()))
@@ -281,14 +369,14 @@ async def run_server(settings: RewardServerSettings) -> None:
         RewardServicer(scorer, settings),
         reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name,
     )
-    server = GrpcServer(settings, [binding])
+    server = GrpcServer(settings, [binding], stream_idle_s=settings.stream_idle_s)
     runner: web.AppRunner | None = None
 
     async def start_http(_: GrpcServer) -> None:
         nonlocal runner
         if settings.http_port is None:
             return
-        runner = web.AppRunner(make_http_app(scorer, settings), access_log=None)
+        runner = web.AppRunner(make_http_app(scorer, settings, server.gate), access_log=None)
         await runner.setup()
         ssl_context = None
         if settings.tls_cert_file is not None:  # the same certificate as the gRPC port

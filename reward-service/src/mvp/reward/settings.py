@@ -38,3 +38,17 @@ class RewardServerSettings(GrpcServerSettings, RewardConfig):
     max_batch: int = Field(
         4096, ge=1, description="Most completions in one Score call or HTTP request; more is rejected."
     )
+    stream_idle_s: float = Field(
+        10.0,
+        gt=0,
+        description="A ScoreStream that sends no message for this many seconds is ended (CANCELLED, with the reason) "
+        "and frees its max_concurrent_rpcs slot: idle streams cannot hold every slot.",
+    )
+    http_max_inflight_mb: int = Field(
+        64,
+        ge=1,
+        description="HTTP /score bodies being read or scored at once, in MiB (declared length; a chunked body "
+        "counts as max_message_mb); a request beyond it is 429 with Retry-After before its body is read (one "
+        "body is always accepted when no other is in flight). HTTP requests also take max_concurrent_rpcs "
+        "slots, shared with gRPC.",
+    )

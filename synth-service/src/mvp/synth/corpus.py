@@ -27,7 +27,7 @@ from mvp.common.sample import frame_uris, label_json
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage, is_s3, join
 from mvp.common.synth_config import SynthConfig
-from mvp.synth.video import manifest_uri, process_video
+from mvp.synth.video import DecodeCeilings, manifest_uri, process_video
 from mvp.v1 import synthesis_pb2
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,9 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _work(uri: str, output: str, config_json: str) -> bytes:
+def _work(uri: str, output: str, config_json: str, ceilings: DecodeCeilings | None) -> bytes:
     assert _worker_storage is not None
-    outcome = process_video(_worker_storage, uri, output, SynthConfig.model_validate_json(config_json))
+    outcome = process_video(_worker_storage, uri, output, SynthConfig.model_validate_json(config_json), ceilings)
     return outcome.result.SerializeToString()
 
 
@@ -146,10 +146,12 @@ def run_corpus(
     on_result: Callable[[synthesis_pb2.VideoResult, CorpusProgress, bool], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
+    ceilings: DecodeCeilings | None = None,
 ) -> CorpusProgress:
     """Processes every video under ``input_uri`` not yet committed under ``output``, then rebuilds
     the exports. Returns per-video outcomes (committed earlier ones included). ``on_result`` gets
-    each outcome with ``fresh=False`` for videos committed by an earlier run."""
+    each outcome with ``fresh=False`` for videos committed by an earlier run; ``ceilings`` are the
+    operator's decode limits over the config's (``process_video``)."""
     storage = Storage(store)
     output = normalise_output(output)
     if is_s3(output):
@@ -184,7 +186,18 @@ def run_corpus(
     while pending and not (cancel and cancel.is_set()):
         before = len(progress.results)
         pending = _run_pool(
-            storage, pending, output, config, config_json, store_dict, workers, crashes, progress, on_result, cancel
+            storage,
+            pending,
+            output,
+            config,
+            config_json,
+            ceilings,
+            store_dict,
+            workers,
+            crashes,
+            progress,
+            on_result,
+            cancel,
         )
         if pending and len(progress.results) == before:
             barren_pools += 1
@@ -212,7 +225,9 @@ def run_corpus(
     return progress
 
 
-def _run_pool(storage, pending, output, config, config_json, store_dict, workers, crashes, progress, on_result, cancel):
+def _run_pool(
+    storage, pending, output, config, config_json, ceilings, store_dict, workers, crashes, progress, on_result, cancel
+):
     """Runs ``pending`` on a fresh pool; returns the videos to retry after a worker crash."""
     retry: list[str] = []
     # forkserver, not fork: the parent may run gRPC threads, which must never be forked.
@@ -228,7 +243,7 @@ def _run_pool(storage, pending, output, config, config_json, store_dict, workers
             while queue and len(running) < workers * 2 and not (cancel and cancel.is_set()):
                 uri = queue[0]
                 try:
-                    running[pool.submit(_work, uri, output, config_json)] = uri
+                    running[pool.submit(_work, uri, output, config_json, ceilings)] = uri
                 except BrokenProcessPool:
                     return False
                 queue.pop(0)

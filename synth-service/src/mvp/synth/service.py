@@ -2,8 +2,10 @@
 
 Corpus jobs run in a background thread each, fanning videos out over worker processes
 (``mvp.synth.corpus``). A job's spec is persisted under ``state_uri`` when configured; a restarted
-server resumes every unfinished job, and because progress is derived from the committed manifests,
-the result is exactly what an uninterrupted run gives.
+server resumes every unfinished job that still passes every check a new submission gets (a job
+that does not is FAILED with the reason), and because progress is derived from the committed
+manifests, the result is exactly what an uninterrupted run gives. Finished jobs beyond
+``max_finished_jobs`` are forgotten (their state files stay).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -26,7 +29,7 @@ from mvp.synth import metrics
 from mvp.synth.access import JOB_ID, AccessDeniedError, AccessPolicy
 from mvp.synth.corpus import CorpusError, CorpusProgress, normalise_output, run_corpus
 from mvp.synth.settings import SynthServerSettings
-from mvp.synth.video import process_video
+from mvp.synth.video import DecodeCeilings, process_video
 from mvp.v1 import synthesis_pb2, synthesis_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -58,8 +61,10 @@ class JobManager:
         self.store = store
         self.storage = Storage(store)
         self.jobs: dict[str, JobRecord] = {}
+        self.finished: OrderedDict[str, None] = OrderedDict()  # ids of the finished jobs in self.jobs, oldest first
         self.lock = threading.Lock()
-        self.access = AccessPolicy(settings.allowed_buckets, settings.local_roots, settings.clip_model)
+        self.access = AccessPolicy(settings)
+        self.ceilings = DecodeCeilings(settings.max_pixels, settings.max_decoded_frames)
 
     def _persist(self, record: JobRecord) -> None:
         if not self.settings.state_uri:
@@ -72,11 +77,14 @@ class JobManager:
             "shard_index": record.job.shard_index,
             "shard_count": record.job.shard_count,
             "state": synthesis_pb2.JobState.Name(record.job.state),
+            "error": record.job.error,
         }
         self.storage.put_bytes(join(self.settings.state_uri, f"{record.job.job_id}.json"), json.dumps(spec).encode())
 
     def resume_unfinished(self) -> list[str]:
-        """Restarts every persisted job that had not reached a terminal state."""
+        """Restarts every persisted job that had not reached a terminal state and still passes every
+        check of ``SubmitJob`` (``AccessPolicy.job``: paths, job id, caps, model); one that does not
+        is FAILED with the reason, in memory and in its state file, and never runs."""
         if not self.settings.state_uri:
             return []
         resumed = []
@@ -91,10 +99,13 @@ class JobManager:
                 spec = json.loads(self.storage.get_bytes(info.uri))
                 if synthesis_pb2.JobState.Value(spec["state"]) in TERMINAL:
                     continue
+                job_id = self.access.job_id(spec["job_id"])
+                if info.uri.rsplit("/", 1)[-1] != f"{job_id}.json":
+                    raise ValueError(f"job_id {job_id!r} is not the name of its file")
                 request = synthesis_pb2.SubmitJobRequest(
                     input_uri=spec["input_uri"],
                     output_uri=spec["output_uri"],
-                    job_id=self.access.job_id(spec["job_id"]),
+                    job_id=job_id,
                     shard_index=spec["shard_index"],
                     shard_count=spec["shard_count"],
                 )
@@ -102,11 +113,54 @@ class JobManager:
             except (ValueError, KeyError, TypeError, AccessDeniedError, StorageError) as exc:
                 self._quarantine(info.uri, f"{type(exc).__name__}: {exc}")
                 continue
-            self.submit(request, config)
-            resumed.append(spec["job_id"])
+            try:
+                self.submit(self.access.job(request, config), config)
+            except (AccessDeniedError, ResourceWarning, StorageError) as exc:
+                self._refuse(info.uri, spec, config, f"not resumed: {exc}")
+                continue
+            resumed.append(job_id)
         if resumed:
             log.info("resumed unfinished jobs", extra={"jobs": resumed})
         return resumed
+
+    def _refuse(self, uri: str, spec: dict, config: SynthConfig, reason: str) -> None:
+        """A persisted job that fails a check of ``SubmitJob``: FAILED with the reason, never run; its
+        state file keeps what it named and says FAILED, so the next start does not try it again."""
+        log.error("persisted job not resumed", extra={"uri": uri, "job_id": spec["job_id"], "reason": reason})
+        job = synthesis_pb2.Job(
+            job_id=spec["job_id"], state=synthesis_pb2.JOB_STATE_FAILED, config=config.to_proto(), error=reason[:1000]
+        )
+        with self.lock:
+            self.jobs[job.job_id] = JobRecord(job=job, config=config)
+            self._finished_locked(job.job_id)
+        try:
+            self.storage.put_bytes(uri, json.dumps({**spec, "state": "JOB_STATE_FAILED", "error": reason}).encode())
+        except StorageError as exc:
+            log.error("could not mark job state FAILED", extra={"uri": uri, "error": str(exc)})
+
+    def _finished_locked(self, job_id: str) -> None:
+        """Counts the job as finished, and forgets the oldest finished jobs beyond
+        ``max_finished_jobs`` (a client still watching one keeps its record). Needs ``self.lock``."""
+        self.finished[job_id] = None
+        self.finished.move_to_end(job_id)
+        while len(self.finished) > self.settings.max_finished_jobs:
+            old, _ = self.finished.popitem(last=False)
+            record = self.jobs.get(old)
+            if record is not None and record.job.state in TERMINAL:
+                del self.jobs[old]
+
+    def _end(self, record: JobRecord, **changes: object) -> None:
+        """A job's last update and its count among the finished jobs, in one step: whoever sees it
+        finished (WatchJob) and then lists the jobs finds the eviction done."""
+        with self.lock:
+            self._update(record, **changes)
+            self._finished_locked(record.job.job_id)
+
+    def listing(self) -> list[JobRecord]:
+        """Every job in memory: the unfinished ones, then the finished ones, newest first."""
+        with self.lock:
+            unfinished = [r for r in self.jobs.values() if r.job.state not in TERMINAL]
+            return unfinished + [self.jobs[j] for j in reversed(self.finished) if j in self.jobs]
 
     def _quarantine(self, uri: str, reason: str) -> None:
         """Moves an unreadable job spec aside (``<state_uri>/quarantine/``) so the server still
@@ -124,7 +178,9 @@ class JobManager:
             job = synthesis_pb2.Job(
                 job_id=job_id, state=synthesis_pb2.JOB_STATE_FAILED, error=f"unreadable job state: {reason}"[:500]
             )
-            self.jobs[job_id] = JobRecord(job=job, config=SynthConfig())
+            with self.lock:
+                self.jobs[job_id] = JobRecord(job=job, config=SynthConfig())
+                self._finished_locked(job_id)
 
     def submit(self, request: synthesis_pb2.SubmitJobRequest, config: SynthConfig) -> JobRecord:
         job_id = request.job_id or job_id_for(request, config)
@@ -146,6 +202,7 @@ class JobManager:
             )
             record = JobRecord(job=job, config=config)
             self.jobs[job_id] = record
+            self.finished.pop(job_id, None)
         try:
             self._persist(record)
         except Exception:
@@ -196,6 +253,7 @@ class JobManager:
                 on_result=on_result,
                 on_total=on_total,
                 cancel=record.cancel,
+                ceilings=self.ceilings,
             )
             remaining = job.videos_total - len(progress.results)
             metrics.QUEUE_DEPTH.dec(max(0, remaining))
@@ -204,13 +262,13 @@ class JobManager:
                 log.info("job interrupted by shutdown", extra={"job_id": job.job_id, "remaining": remaining})
                 return
             state = synthesis_pb2.JOB_STATE_CANCELLED if record.cancel.is_set() else synthesis_pb2.JOB_STATE_SUCCEEDED
-            self._update(record, state=state)
+            self._end(record, state=state)
         except (CorpusError, StorageError) as exc:
             log.error("job failed", extra={"job_id": job.job_id, "error": str(exc)})
-            self._update(record, state=synthesis_pb2.JOB_STATE_FAILED, error=str(exc))
+            self._end(record, state=synthesis_pb2.JOB_STATE_FAILED, error=str(exc))
         except Exception as exc:
             log.exception("job crashed", extra={"job_id": job.job_id})
-            self._update(record, state=synthesis_pb2.JOB_STATE_FAILED, error=f"internal error: {exc!r}")
+            self._end(record, state=synthesis_pb2.JOB_STATE_FAILED, error=f"internal error: {exc!r}")
         self._persist(record)
         self._refresh_gauges()
 
@@ -239,14 +297,12 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
 
     async def _config(self, message, context: grpc.aio.ServicerContext) -> SynthConfig:
         try:
-            config = SynthConfig.from_proto(message if message.ByteSize() else None)
+            return SynthConfig.from_proto(message if message.ByteSize() else None)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid synthesis config: {exc}")
             raise
-        await self._checked(context, self.manager.access.embedder, config.embedder)
-        return config
 
-    async def _checked(self, context: grpc.aio.ServicerContext, check, *args) -> str:
+    async def _checked(self, context: grpc.aio.ServicerContext, check, *args):
         """Runs an access check; a denial ends the call before any work is done."""
         try:
             return check(*args)
@@ -258,7 +314,11 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
     async def _record(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
         record = self.manager.jobs.get(job_id)
         if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r} on this replica")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no job {job_id[:200]!r} on this replica (finished jobs beyond max_finished_jobs are forgotten; "
+                "their state stays under state_uri)",
+            )
         return record  # type: ignore[return-value]
 
     async def SynthesizeVideo(self, request, context):  # noqa: N802
@@ -267,7 +327,7 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
         access = self.manager.access
         video_uri = await self._checked(context, access.uri, request.video_uri, "video_uri")
         output_uri = await self._checked(context, access.uri, request.output_uri, "output_uri")
-        config = await self._config(request.config, context)
+        config = await self._checked(context, access.config, await self._config(request.config, context))
         loop = asyncio.get_running_loop()
         try:
             outcome = await loop.run_in_executor(
@@ -277,6 +337,7 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
                 video_uri,
                 normalise_output(output_uri),
                 config,
+                self.manager.ceilings,
             )
         except StorageError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"cannot write output: {exc}")
@@ -284,15 +345,8 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
         return synthesis_pb2.SynthesizeVideoResponse(result=outcome.result, samples=outcome.samples)
 
     async def SubmitJob(self, request, context):  # noqa: N802
-        if not request.input_uri or not request.output_uri:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "input_uri and output_uri are required")
-        if request.shard_count and not 0 <= request.shard_index < request.shard_count:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "shard_index must be in [0, shard_count)")
-        access = self.manager.access
-        request.input_uri = await self._checked(context, access.uri, request.input_uri, "input_uri")
-        request.output_uri = await self._checked(context, access.uri, request.output_uri, "output_uri")
-        await self._checked(context, access.job_id, request.job_id)
         config = await self._config(request.config, context)
+        request = await self._checked(context, self.manager.access.job, request, config)
         try:
             record = self.manager.submit(request, config)
         except ResourceWarning as exc:
@@ -306,9 +360,21 @@ class SynthServicer(synthesis_pb2_grpc.SynthesisServiceServicer):
         return synthesis_pb2.GetJobResponse(job=self.manager.snapshot(record, request.summary_only))
 
     async def ListJobs(self, request, context):  # noqa: N802
-        return synthesis_pb2.ListJobsResponse(
-            jobs=[self.manager.snapshot(r, True) for r in list(self.manager.jobs.values())]
-        )
+        """Every job's summary, unfinished ones first, then finished ones newest first, as many as fit
+        in half of ``max_message_mb``; how many did not is in trailing metadata ``mvp-jobs-omitted``."""
+        budget = self.settings.max_message_mb * 1024 * 1024 // 2
+        response, size, omitted = synthesis_pb2.ListJobsResponse(), 0, 0
+        for record in self.manager.listing():
+            job = self.manager.snapshot(record, True)
+            job_size = job.ByteSize() + 8  # + the field's tag and length
+            if size + job_size > budget:
+                omitted += 1
+                continue
+            size += job_size
+            response.jobs.append(job)
+        if omitted:
+            context.set_trailing_metadata((("mvp-jobs-omitted", str(omitted)),))
+        return response
 
     async def CancelJob(self, request, context):  # noqa: N802
         record = await self._record(request.job_id, context)

@@ -65,10 +65,25 @@ class VideoOutcome:
     samples: list[sample_pb2.Sample]
 
 
-def process_video(storage: Storage, uri: str, output: str, config: SynthConfig) -> VideoOutcome:
+@dataclass(frozen=True)
+class DecodeCeilings:
+    """An operator's ceilings on decoding (synth-service's ``max_pixels`` and ``max_decoded_frames``):
+    the lower of each and the config's own value applies. They are not part of the config, so the
+    config's digest (which seeds and names the samples) does not depend on them."""
+
+    max_pixels: int
+    max_frames: int
+
+
+def process_video(
+    storage: Storage, uri: str, output: str, config: SynthConfig, ceilings: DecodeCeilings | None = None
+) -> VideoOutcome:
     """Synthesises, writes and commits one video. Never raises for a bad video: the outcome says
     why it was skipped or failed. Storage errors on the output side do raise (nothing is
     committed then, so the video is redone on resume)."""
+    max_pixels, max_frames = config.max_pixels, config.max_decoded_frames
+    if ceilings is not None:
+        max_pixels, max_frames = min(max_pixels, ceilings.max_pixels), min(max_frames, ceilings.max_frames)
     t0 = time.perf_counter()
     result = synthesis_pb2.VideoResult(uri=uri)
     samples: list[sample_pb2.Sample] = []
@@ -81,7 +96,7 @@ def process_video(storage: Storage, uri: str, output: str, config: SynthConfig) 
             raise VideoError("read_error", f"cannot read the video: {exc}") from None
         sha = hashlib.sha256(data).hexdigest()
         t_decode = time.perf_counter()
-        frames = decode_at_fps(data, config.fps, config.image_size, config.max_pixels, config.max_decoded_frames)
+        frames = decode_at_fps(data, config.fps, config.image_size, max_pixels, max_frames)
         result.decode_seconds = round(time.perf_counter() - t_decode, 4)
         result.frames_decoded = len(frames)
         emb = get_embedder(config.embedder)([f.rgb for f in frames])
