@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -52,26 +53,36 @@ def _serve(args: argparse.Namespace) -> int:
     from mvp.common.logging import configure_logging
     from mvp.common.procs import responsive_server
     from mvp.common.storage import Storage
+    from mvp.inference.cache import CacheError, resolve_served_model
     from mvp.inference.server import App, create_app
-    from mvp.model.resolve import resolve_model
 
     configure_logging(settings_from_args(LoggingSettings, args))
+    _log_without_credentials()
     settings = settings_from_args(ServeSettings, args)
     backend = "vllm" if settings.vllm_url else pick_backend(settings.backend)
     storage = Storage(settings_from_args(StoreSettings, args))
-    path = resolve_model(settings.model, storage, settings.cache_dir, keep=settings.cache_keep)
+    try:
+        path = resolve_served_model(
+            settings.model, storage, settings.cache_dir, settings.cache_keep, settings.cache_verify_etags
+        )
+    except CacheError as exc:
+        print(f"mvp serve: {exc}", file=sys.stderr)
+        return 1
     vllm_proc = None
     if backend == "vllm":
         from mvp.inference.vllm_backend import VllmUpstream, model_sizer
 
         url = settings.vllm_url
+        key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
         if url is None:
+            key = secrets.token_urlsafe(32)  # only this process and the vLLM server it launches know it
             try:
-                vllm_proc, url = _launch_vllm(settings, path)
+                vllm_proc, url = _launch_vllm(settings, path, key)
             except RuntimeError as exc:
                 print(f"mvp serve: {exc}", file=sys.stderr)
                 return 1
-        state = App(settings, None, storage, upstream=VllmUpstream(url, sized=model_sizer(path)), model_root=str(path))
+        upstream = VllmUpstream(url, sized=model_sizer(path), api_key=key)
+        state = App(settings, None, storage, upstream=upstream, model_root=str(path))
     else:
         from mvp.model.policy import Policy
 
@@ -104,6 +115,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_without_credentials() -> None:
+    """No log line of this process shows a URL's password: every handler redacts them, and httpx's
+    per-request lines (full URLs, query strings included) stay off; the media fetcher logs what
+    failed itself, redacted (``mvp.inference.media.redact_url``)."""
+    from mvp.inference.media import RedactCredentials
+
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.addFilter(RedactCredentials())
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+
+
 def _die_with_parent() -> None:
     import ctypes
     import signal
@@ -112,8 +136,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _launch_vllm(settings: ServeSettings, path: Path) -> tuple[subprocess.Popen, str]:
-    """Starts vLLM's OpenAI server on a free loopback port and waits until it answers /health."""
+def _launch_vllm(settings: ServeSettings, path: Path, api_key: str) -> tuple[subprocess.Popen, str]:
+    """Starts vLLM's OpenAI server on a free loopback port, requiring ``api_key`` on its API, and
+    waits until it answers /health."""
     import shlex
     import time
 
@@ -123,7 +148,7 @@ def _launch_vllm(settings: ServeSettings, path: Path) -> tuple[subprocess.Popen,
     from mvp.inference.vllm_backend import launch_command
 
     port = free_port()
-    cmd, env = launch_command(settings, path, port)
+    cmd, env = launch_command(settings, path, port, api_key)
     cmd += shlex.split(settings.vllm_extra_args)
     probe = subprocess.run([cmd[0], "-c", "import vllm"], capture_output=True, text=True, env=env)
     if probe.returncode != 0:

@@ -47,6 +47,37 @@ class GenRequest:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
 
 
+class Admission:
+    """The one bound on waiting requests (``max_queue``). A request counts from the moment it is
+    admitted (before its media are fetched and decoded or its prompt tokenized) until it starts
+    generating or fails, wherever it waits meanwhile: being prepared, in the queue, or in the
+    batcher's pending list (requests that could not join the batch being formed). Thread-safe: the
+    generation thread lets requests go. ``vllm:num_requests_waiting`` is this count."""
+
+    def __init__(self, limit: int, model_name: str) -> None:
+        self.limit = limit
+        self.model_name = model_name
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def full(self) -> bool:
+        return self.count >= self.limit
+
+    def enter(self) -> bool:
+        """Counts one more request; False (nothing counted) when ``limit`` already wait."""
+        with self._lock:
+            if self.count >= self.limit:
+                return False
+            self.count += 1
+        metrics.WAITING.labels(self.model_name).inc()
+        return True
+
+    def leave(self, n: int = 1) -> None:
+        with self._lock:
+            self.count -= n
+        metrics.WAITING.labels(self.model_name).dec(n)
+
+
 class _Streamer:
     """transformers' streamer protocol: put() gets the prompt once, then one token per sequence."""
 
@@ -97,25 +128,22 @@ class _AllCancelled(StoppingCriteria):
 
 
 class TransformersEngine:
-    def __init__(self, policy: Policy, model_name: str, max_batch_size: int, batch_wait_ms: float) -> None:
+    def __init__(
+        self, policy: Policy, model_name: str, max_batch_size: int, batch_wait_ms: float, admission: Admission
+    ) -> None:
         self.policy = policy
         self.model_name = model_name
+        self.admission = admission
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_ms / 1000
         self.queue: queue.Queue[GenRequest | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="generate", daemon=True)
         self.thread.start()
 
-    def full(self, max_queue: int | None) -> bool:
-        return max_queue is not None and self.queue.qsize() >= max_queue
-
-    def submit(self, request: GenRequest, max_queue: int | None = None) -> bool:
-        """Queues ``request``; False (nothing queued) when ``max_queue`` requests already wait."""
-        if self.full(max_queue):
-            return False
-        metrics.WAITING.labels(self.model_name).inc()
+    def submit(self, request: GenRequest) -> None:
+        """Queues an admitted request (``Admission.enter``); it leaves the admission count when its
+        batch starts."""
         self.queue.put(request)
-        return True
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -142,7 +170,7 @@ class TransformersEngine:
                         batch.append(nxt)
                     else:
                         pending.append(nxt)
-            metrics.WAITING.labels(self.model_name).dec(len(batch))
+            self.admission.leave(len(batch))
             dropped = [r for r in batch if r.cancelled.is_set()]  # their clients left while they waited
             batch = [r for r in batch if not r.cancelled.is_set()]
             if dropped:

@@ -10,7 +10,11 @@ _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _TOKEN_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
 RUNNING = Gauge("vllm:num_requests_running", "Requests being generated.", ["model_name"])
-WAITING = Gauge("vllm:num_requests_waiting", "Requests queued for generation.", ["model_name"])
+WAITING = Gauge(
+    "vllm:num_requests_waiting",
+    "Requests admitted and waiting for generation (media being fetched and decoded, prompt tokenized, queued).",
+    ["model_name"],
+)
 PROMPT_TOKENS = Counter("vllm:prompt_tokens", "Prompt tokens processed.", ["model_name"])
 GENERATION_TOKENS = Counter("vllm:generation_tokens", "Tokens generated.", ["model_name"])
 SUCCESS = Counter("vllm:request_success", "Requests finished, by finish reason.", ["model_name", "finished_reason"])

