@@ -13,9 +13,7 @@ import io
 import json
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import av
 import numpy as np
@@ -82,36 +80,6 @@ def _waiting(port: int) -> float:
     conn.close()
     match = re.search(r'^vllm:num_requests_waiting\{model_name="mvp-tiny"\} (\S+)$', text, re.M)
     return float(match.group(1)) if match else 0.0
-
-
-class _Media(BaseHTTPRequestHandler):
-    """/slow drips one byte every 0.5 s; anything else is a 404."""
-
-    def do_GET(self):
-        if self.path == "/slow":
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            try:
-                for _ in range(60):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(0.5)
-            except OSError:
-                return
-        else:
-            self.send_error(404)
-
-    def log_message(self, *args):
-        return
-
-
-@pytest.fixture(scope="module")
-def media_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Media)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")

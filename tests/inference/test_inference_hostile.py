@@ -10,10 +10,7 @@ import http.client
 import io
 import json
 import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -42,36 +39,6 @@ def _post(port: int, path: str, body: bytes, headers: dict[str, str] | None = No
 
 def _chat(content, **extra) -> bytes:
     return json.dumps({"model": "mvp-tiny", "messages": [{"role": "user", "content": content}], **extra}).encode()
-
-
-class _Media(BaseHTTPRequestHandler):
-    """/slow drips one byte every 0.5 s; /missing is a 404."""
-
-    def do_GET(self):
-        if self.path == "/slow":
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            try:
-                for _ in range(200):
-                    self.wfile.write(b"x")
-                    self.wfile.flush()
-                    time.sleep(0.5)
-            except OSError:
-                return
-        else:
-            self.send_error(404)
-
-    def log_message(self, *args):
-        return
-
-
-@pytest.fixture(scope="module")
-def media_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Media)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
 
 
 @pytest.fixture(scope="module")
