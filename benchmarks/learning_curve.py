@@ -145,6 +145,64 @@ def summary(result: dict) -> dict:
     return {**{k: result[k] for k in keep}, "content_dependence": result["content_dependence"]}
 
 
+def prepare(args, data_dir: Path, models_dir: Path) -> dict:
+    """What the proof and the TRL comparison share: the recipe (a --config file over RECIPE), the
+    stage clock, the data, the starting policy, an encode cache over it and the generation budget."""
+    import torch
+
+    from mvp.common.storage import Storage
+    from mvp.model.policy import Policy
+    from mvp.model.resolve import resolve_model
+    from mvp.trainer.config import LocalTrainConfig
+    from mvp.trainer.data import load_examples
+
+    recipe = {**RECIPE, **(json.loads(args.config.read_text()) if args.config else {}), "seed": args.seed}
+    stages = Stages()
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths = stages.run(
+        "data",
+        lambda: make_data(
+            data_dir, args.level, args.train_videos, args.heldout_videos, args.samples_per_video, args.seed
+        ),
+    )
+    storage = Storage()
+    torch.manual_seed(args.seed)
+    model_path = resolve_model(args.model, storage, models_dir)
+    policy = Policy(model_path, device=args.device)
+    cache: dict = {}
+
+    def encoded(ex):
+        if ex.id not in cache:
+            cache[ex.id] = policy.encode(ex.prompt, ex.images)
+        return cache[ex.id]
+
+    return {
+        "recipe": recipe,
+        "stages": stages,
+        "train": load_examples(storage, paths["train"]),
+        "held": load_examples(storage, paths["heldout"]),
+        "model_path": model_path,
+        "policy": policy,
+        "cache": cache,
+        "encoded": encoded,
+        "budget": LocalTrainConfig(**recipe).max_new_tokens,
+    }
+
+
+def held_out_evaluator(policy, held, score, budget: int, encoded, out: Path, seed: int):
+    """``name -> (result, rows)``: the held-out evaluation with the diagnostic, its rows written to
+    out/predictions_<name>.jsonl."""
+    from mvp.trainer.evaluate import evaluate
+
+    def held_out(name: str) -> tuple[dict, list[dict]]:
+        rows: list[dict] = []
+        result = evaluate(policy, held, score, budget, encoded, rows, diagnostics=True, seed=seed)
+        (out / f"predictions_{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return result, rows
+
+    return held_out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--level", type=int, default=1, choices=[1, 2, 3])
@@ -162,50 +220,22 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / ".mvp-learning", help="working folder (data reused)")
     args = parser.parse_args()
 
-    import torch
-
     from mvp.clients import RewardClient
-    from mvp.common.storage import Storage
-    from mvp.model.policy import Policy
-    from mvp.model.resolve import resolve_model
-    from mvp.trainer.data import load_examples
-    from mvp.trainer.evaluate import evaluate
     from mvp.trainer.stats import paired_difference, per_sample
     from tests.procs import start_reward
 
-    recipe = {**RECIPE, **(json.loads(args.config.read_text()) if args.config else {}), "seed": args.seed}
-    stages = Stages()
-    args.out.mkdir(parents=True, exist_ok=True)
-    paths = stages.run(
-        "data",
-        lambda: make_data(
-            args.out / "data", args.level, args.train_videos, args.heldout_videos, args.samples_per_video, args.seed
-        ),
+    run = prepare(args, args.out / "data", args.out / "models")
+    recipe, stages, train, held, policy, cache = (
+        run[k] for k in ("recipe", "stages", "train", "held", "policy", "cache")
     )
-    storage = Storage()
-    train = load_examples(storage, paths["train"])
-    held = load_examples(storage, paths["heldout"])
-    torch.manual_seed(args.seed)
-    policy = Policy(resolve_model(args.model, storage, args.out / "models"), device=args.device)
-    cache: dict = {}
-
-    def encoded(ex):
-        if ex.id not in cache:
-            cache[ex.id] = policy.encode(ex.prompt, ex.images)
-        return cache[ex.id]
+    encoded = run["encoded"]
 
     with tempfile.TemporaryDirectory() as tmp:
         reward = start_reward(Path(tmp))
         try:
             client = RewardClient(f"127.0.0.1:{reward.ports['grpc']}")
             client.wait_healthy(timeout_s=60)
-            budget = recipe.get("max_new_tokens", 16)
-
-            def held_out(name: str) -> tuple[dict, list[dict]]:
-                rows: list[dict] = []
-                result = evaluate(policy, held, client.score, budget, encoded, rows, diagnostics=True, seed=args.seed)
-                (args.out / f"predictions_{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-                return result, rows
+            held_out = held_out_evaluator(policy, held, client.score, run["budget"], encoded, args.out, args.seed)
 
             warm = None
             if args.warm_start_epochs:

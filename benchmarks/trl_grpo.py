@@ -306,51 +306,24 @@ def main() -> int:
     import torch
     import trl
 
-    from benchmarks.learning_curve import RECIPE, Stages, make_data, summary, warm_start
+    from benchmarks.learning_curve import held_out_evaluator, prepare, summary, warm_start
     from mvp.clients import RewardClient
-    from mvp.common.storage import Storage
-    from mvp.model.policy import Policy
-    from mvp.model.resolve import resolve_model
     from mvp.trainer.config import LocalTrainConfig
-    from mvp.trainer.data import load_examples
-    from mvp.trainer.evaluate import evaluate
     from mvp.trainer.stats import paired_difference, per_sample
     from tests.procs import start_reward
 
-    recipe = {**RECIPE, **(json.loads(args.config.read_text()) if args.config else {}), "seed": args.seed}
-    stages = Stages()
-    args.out.mkdir(parents=True, exist_ok=True)
-    paths = stages.run(
-        "data",
-        lambda: make_data(
-            args.data, args.level, args.train_videos, args.heldout_videos, args.samples_per_video, args.seed
-        ),
+    run = prepare(args, args.data, args.out / "models")
+    recipe, stages, train, held, policy, cache = (
+        run[k] for k in ("recipe", "stages", "train", "held", "policy", "cache")
     )
-    storage = Storage()
-    train = load_examples(storage, paths["train"])
-    held = load_examples(storage, paths["heldout"])
-    torch.manual_seed(args.seed)
-    model_path = resolve_model(args.model, storage, args.out / "models")
-    policy = Policy(model_path, device=args.device)
-    cache: dict = {}
-
-    def encoded(ex):
-        if ex.id not in cache:
-            cache[ex.id] = policy.encode(ex.prompt, ex.images)
-        return cache[ex.id]
+    model_path, encoded, budget = run["model_path"], run["encoded"], run["budget"]
 
     with tempfile.TemporaryDirectory() as tmp:
         reward = start_reward(Path(tmp))
         try:
             client = RewardClient(f"127.0.0.1:{reward.ports['grpc']}")
             client.wait_healthy(timeout_s=60)
-            budget = LocalTrainConfig(**recipe).max_new_tokens
-
-            def held_out(name: str) -> tuple[dict, list[dict]]:
-                rows: list[dict] = []
-                result = evaluate(policy, held, client.score, budget, encoded, rows, diagnostics=True, seed=args.seed)
-                (args.out / f"predictions_{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-                return result, rows
+            held_out = held_out_evaluator(policy, held, client.score, budget, encoded, args.out, args.seed)
 
             warm = None
             start = model_path
