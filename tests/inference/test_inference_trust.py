@@ -207,12 +207,13 @@ def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
 def test_the_memory_trim_runs_in_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
+    from mvp.common import procs
     from mvp.inference import server
     from mvp.inference.settings import ServeSettings
     from mvp.inference.vllm_backend import VllmUpstream
 
     trimmed = threading.Event()
-    monkeypatch.setattr(server, "release_free_memory", trimmed.set)
+    monkeypatch.setattr(procs, "release_free_memory", trimmed.set)  # what the shared trim loop calls
     settings = ServeSettings(model="tiny", memory_trim_interval_s=0.01)
     state = server.App(settings, None, Storage(StoreSettings()), upstream=VllmUpstream("http://127.0.0.1:9"))
     with TestClient(server.create_app(state)):

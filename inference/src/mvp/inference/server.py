@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mvp.common.procs import release_free_memory
+from mvp.common.procs import release_memory_every
 from mvp.common.storage import Storage
 from mvp.inference import metrics
 from mvp.inference.engine import Admission, GenRequest, TransformersEngine
@@ -366,19 +366,10 @@ class RequireApiKey:
 GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/mvp/predict"})
 
 
-async def _release_memory_every(seconds: float) -> None:
-    """Hands freed allocator memory back to the OS every ``seconds`` (in a worker thread): after a
-    request with many images the decoded buffers are freed, but glibc keeps them and RSS stays at
-    its peak."""
-    while True:
-        await asyncio.sleep(seconds)
-        await asyncio.to_thread(release_free_memory)
-
-
 def create_app(state: App) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        trim = asyncio.create_task(_release_memory_every(state.settings.memory_trim_interval_s))
+        trim = asyncio.create_task(release_memory_every(state.settings.memory_trim_interval_s))
         try:
             yield
         finally:

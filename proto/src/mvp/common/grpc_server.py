@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from mvp.common.auth import BearerTokenInterceptor
 from mvp.common.interceptors import RequestGateInterceptor
 from mvp.common.metrics import MetricsInterceptor, start_metrics_server
-from mvp.common.procs import release_free_memory, responsive_server
+from mvp.common.procs import release_memory_every, responsive_server
 from mvp.common.settings import GrpcServerSettings
 
 log = logging.getLogger(__name__)
@@ -131,14 +131,6 @@ class GrpcServer:
 TRIM_EVERY_S = 2.0
 
 
-async def _release_memory_every(seconds: float) -> None:
-    """Hands freed allocator memory back to the OS every ``seconds`` (in a worker thread), so a
-    burst of large requests does not leave the process at its peak RSS."""
-    while True:
-        await asyncio.sleep(seconds)
-        await asyncio.to_thread(release_free_memory)
-
-
 async def serve(
     server: GrpcServer,
     *,
@@ -158,7 +150,7 @@ async def serve(
     await server.start()
     if on_started is not None:
         await on_started(server)
-    trim = asyncio.create_task(_release_memory_every(TRIM_EVERY_S))
+    trim = asyncio.create_task(release_memory_every(TRIM_EVERY_S))
     await stop.wait()
     trim.cancel()
     log.info("shutdown requested; draining in-flight calls", extra={"grace_s": server.settings.shutdown_grace_s})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import gc
@@ -50,3 +51,12 @@ def release_free_memory() -> bool:
     stay in the allocator's arenas. ctypes releases the interpreter lock during the call. False
     where there is no glibc."""
     return bool(_TRIM is not None and _TRIM(0))
+
+
+async def release_memory_every(seconds: float) -> None:
+    """Hands freed allocator memory back to the OS every ``seconds`` (``release_free_memory`` in a
+    worker thread), so a burst of large requests (many images, big bodies) does not leave a server
+    at its peak RSS. Run it as a task for the server's lifetime."""
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(release_free_memory)
