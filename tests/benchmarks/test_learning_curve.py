@@ -45,3 +45,11 @@ def test_learning_curve_runs_main_and_control_and_states_intervals(tmp_path: Pat
     ]
     assert result["meets_bar"] is False  # three seconds of GRPO on a random-init model learn nothing
     assert (tmp_path / "out" / "main" / "train" / "curves.png").stat().st_size > 0
+    # a second run in the same folder loads the saved warm start instead of training it again
+    args[args.index("--budget-s") + 1] = "1"
+    proc = subprocess.run([*args, "--no-control"], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert again["warm_start"]["loaded_from"].endswith("warm-tiny-level1-seed0")
+    assert again["warm_start"]["losses"] == result["warm_start"]["losses"]
+    assert again["before"] == result["before"]

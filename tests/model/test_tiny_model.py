@@ -120,6 +120,14 @@ def test_member_prompts_share_the_context_and_equal_their_own_forward(tmp_path):
     assert not torch.allclose(grouped[0], grouped[1], atol=1e-3), "the members' candidates differ"
     at_one, _ = policy.token_logprobs(members, completions)
     assert not torch.allclose(at_one, grouped, atol=1e-3)
+    # members given one Encoded object (fewer orders than members) share its rows: the same values as
+    # each member running its own copy
+    runs = [members[0], members[0], members[1], members[1]]
+    copies = [_permuted(enc, order) for order in ([0, 1, 2], [0, 1, 2], [1, 2, 0], [1, 2, 0])]
+    completions = torch.randint(0, 200, (4, 4))
+    shared, _ = policy.token_logprobs(runs, completions, temperature=0.7)
+    separate, _ = policy.token_logprobs(copies, completions, temperature=0.7)
+    assert torch.allclose(shared, separate, atol=1e-4)
 
 
 def test_sampled_logprobs_are_the_sampling_distribution(tmp_path):

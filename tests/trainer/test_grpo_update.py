@@ -94,3 +94,36 @@ def test_balanced_groups_score_each_member_against_its_own_order(examples, rewar
     groups = [control.rollout(e) for e in examples[:2]]
     for g, shuffled in zip(groups, [control.labels(groups)[i * 4 : (i + 1) * 4] for i in range(2)], strict=True):
         assert sorted(shuffled) == sorted(g.labels) and all(a != b for a, b in zip(shuffled, g.labels, strict=True))
+
+
+@pytest.mark.unit
+def test_orders_per_group_must_divide_a_balanced_group() -> None:
+    from pydantic import ValidationError
+
+    from mvp.trainer.config import LocalTrainConfig
+
+    assert LocalTrainConfig(balanced_groups=True, n_samples_per_prompt=8, orders_per_group=4).orders_per_group == 4
+    with pytest.raises(ValidationError, match="must divide"):
+        LocalTrainConfig(balanced_groups=True, n_samples_per_prompt=8, orders_per_group=3)
+    with pytest.raises(ValidationError, match="needs balanced_groups"):
+        LocalTrainConfig(n_samples_per_prompt=8, orders_per_group=4)
+
+
+@pytest.mark.integration
+def test_fewer_orders_than_members_share_each_orders_prompt(examples, reward_server: Proc) -> None:
+    """orders_per_group 2 in a group of 4: two orders, each shown to a run of two members as one prompt
+    (one Encoded object, so it runs once), the first masked frame on two positions; the control never
+    scores a member against its own order's label."""
+    trainer = _trainer(examples, reward_server, balanced_groups=True, orders_per_group=2, lr=1e-4)
+    group = trainer.rollout(examples[0])
+    assert group.enc[0] is group.enc[1] and group.enc[2] is group.enc[3] and group.enc[0] is not group.enc[2]
+    assert group.labels[0] == group.labels[1] and group.labels[2] == group.labels[3]
+    assert json.loads(group.labels[0])["answer"] != json.loads(group.labels[2])["answer"]
+    assert trainer.grpo_step().values["logprob_gap"] < 1e-3
+    control = _trainer(examples, reward_server, balanced_groups=True, orders_per_group=2, control_random_labels=True)
+    for _ in range(3):
+        groups = [control.rollout(e) for e in examples[:2]]
+        shuffled = control.labels(groups)
+        own = [label for g in groups for label in g.labels]
+        assert all(a != b for a, b in zip(shuffled, own, strict=True))
+        control.step += 1

@@ -153,6 +153,7 @@ LOCAL_ONLY = {
     "bf16_update": "OpenRLHF always trains in bf16 (ds.param_dtype)",
     "control_random_labels": "the learning proof's control run (a measurement, not a cluster recipe)",
     "balanced_groups": "the OpenRLHF route is permuted copies in the staged dataset (docs/trainer.md)",
+    "orders_per_group": "as balanced_groups (the copies per sample are the orders)",
 }
 
 

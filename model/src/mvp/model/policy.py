@@ -158,7 +158,8 @@ class Policy:
 
         ``enc`` may also be one prompt per member that differ only in their images (a
         permutation-balanced group: the same text, the candidates in another order): the part
-        before the first image that differs runs once, the rest once per member."""
+        before the first image that differs runs once, the rest once per distinct member prompt
+        (members given the same ``Encoded`` object share its rows)."""
         model = model or self.model
         if isinstance(enc, list):
             if len(enc) != n:
@@ -203,17 +204,32 @@ class Policy:
         n = len(members)
         if shared == len(offsets) - 1:  # nothing differs: an ordinary shared prompt
             return self.prefill(first, n, model)
+        # members that are one prompt (a group with fewer orders than members) run it once
+        distinct: list[Encoded] = []
+        index = []
+        for m in members:
+            at = next((j for j, d in enumerate(distinct) if d is m), None)
+            if at is None:
+                at = len(distinct)
+                distinct.append(m)
+            index.append(at)
+        rows = len(distinct)
         # the prefix ends where the first differing image's pad tokens begin
         pads = (first.input_ids == self.image_token_id).nonzero().flatten()
         split = int(pads[offsets[shared] // (self.merge**2)])
         out = self._forward(model, first, 0, split, 1, range(shared))
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        cache.batch_repeat_interleave(n)
+        cache.batch_repeat_interleave(rows)
         out = self._forward(
-            model, first, split, len(first.input_ids), n, range(shared, len(offsets) - 1), cache, members
+            model, first, split, len(first.input_ids), rows, range(shared, len(offsets) - 1), cache, distinct
         )
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        return out.logits[:, -1], cache
+        logits = out.logits[:, -1]
+        if rows < n:
+            select = torch.tensor(index, device=logits.device)
+            cache.batch_select_indices(select)
+            logits = logits[select]
+        return logits, cache
 
     def extend(self, model: torch.nn.Module, ids: torch.Tensor, start: int, cache) -> torch.Tensor:
         """Logits (n, T, V) of ``ids`` (n, T) continuing a cached prompt at text position ``start``."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class GrpoConfig(BaseModel):
@@ -105,3 +105,23 @@ class LocalTrainConfig(GrpoConfig):
         "by candidate number earns chance on average and only answers that follow the frames carry advantage. "
         "The context before the candidates is computed once per group.",
     )
+    orders_per_group: int | None = Field(
+        None,
+        ge=2,
+        description="Distinct candidate orders in a balanced group (None: one per member). Members share an "
+        "order in equal runs (n_samples_per_prompt / orders_per_group each) and each order's prompt runs once "
+        "for them, in generation and in the update: fewer orders, cheaper steps; the balance over positions "
+        "stays (each order puts the first masked frame on another position).",
+    )
+
+    @model_validator(mode="after")
+    def _orders_divide_the_group(self) -> LocalTrainConfig:
+        if self.orders_per_group is not None:
+            if not self.balanced_groups:
+                raise ValueError("orders_per_group needs balanced_groups")
+            if self.n_samples_per_prompt % self.orders_per_group:
+                raise ValueError(
+                    f"orders_per_group {self.orders_per_group} must divide n_samples_per_prompt "
+                    f"{self.n_samples_per_prompt}"
+                )
+        return self

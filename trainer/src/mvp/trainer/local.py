@@ -241,12 +241,16 @@ class LocalTrainer:
         n = cfg.n_samples_per_prompt
         if cfg.balanced_groups:
             rng = random.Random(f"{cfg.seed}:{self.step}:{ex.id}")
-            orders = balanced_orders(ex, n, rng)
+            distinct = cfg.orders_per_group or n
+            orders = balanced_orders(ex, distinct, rng)
             n_context = len(ex.images) - ex.num_candidates
-            enc: Encoded | list[Encoded] = [
+            prompts = [
                 reorder_images(self.encoded(ex), [*range(n_context), *(n_context + i for i in o)]) for o in orders
             ]
-            labels = [permuted_label(ex, o) for o in orders]
+            # members share an order in equal runs; one Encoded object per order, so its prompt runs once
+            run = n // distinct
+            enc: Encoded | list[Encoded] = [p for p in prompts for _ in range(run)]
+            labels = [permuted_label(ex, o) for o in orders for _ in range(run)]
         else:
             enc, labels = self.encoded(ex), [ex.label_json] * n
         completions, behaviour = self.policy.sample(enc, n, cfg.max_new_tokens, cfg.temperature, return_logprobs=True)
@@ -262,7 +266,9 @@ class LocalTrainer:
         if self.config.balanced_groups:
             out = []
             for g in groups:
-                shift = rng.randrange(1, len(g.labels))
+                # shift by whole runs of one order, so no member keeps its own order's label
+                run = len(g.labels) // (self.config.orders_per_group or len(g.labels))
+                shift = run * rng.randrange(1, len(g.labels) // run)
                 out += g.labels[shift:] + g.labels[:shift]
             return out
         return [label for g in groups for label in [random_label(g.example, rng)] * len(g.texts)]
