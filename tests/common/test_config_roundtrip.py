@@ -43,7 +43,18 @@ def synth_configs(draw) -> SynthConfig:
         distractor_sampling=draw(st.sampled_from(["nearest", "uniform"])),
         max_distractor_similarity=draw(st.floats(-0.99, 1.0, allow_nan=False)),
         index_base=draw(st.integers(0, 1)),
+        max_pixels=draw(st.integers(1, 2**40)),
+        max_decoded_frames=draw(st.integers(1, 2**31 - 1)),
     )
+
+
+def test_every_synth_config_field_crosses_the_wire() -> None:
+    """The digest covers every field, so every field must reach the server (max_pixels and
+    max_decoded_frames used to be dropped by to_proto while digest() counted them)."""
+    assert set(SynthConfig.model_fields) == PROTO_FIELDS
+    config = SynthConfig(max_pixels=640 * 360, max_decoded_frames=120)
+    wire = sample_pb2.SynthesisConfig.FromString(config.to_proto().SerializeToString())
+    assert SynthConfig.from_proto(wire).digest() == config.digest()
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

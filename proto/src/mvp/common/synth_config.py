@@ -96,8 +96,9 @@ class SynthConfig(BaseModel):
         values = (base or cls()).model_dump()
         if message is not None:
             values.update(MessageToDict(message, preserving_proto_field_name=True))
-            if "seed" in values:
-                values["seed"] = int(values["seed"])
+            for name in ("seed", "max_pixels"):  # 64-bit integers arrive as JSON strings
+                if name in values:
+                    values[name] = int(values[name])
         return cls.model_validate(values)
 
 

@@ -17,7 +17,7 @@ class Frame(_message.Message):
     def __init__(self, uri: _Optional[str] = ..., timestamp_s: _Optional[float] = ..., source_index: _Optional[int] = ...) -> None: ...
 
 class SynthesisConfig(_message.Message):
-    __slots__ = ("fps", "num_frames", "num_masked", "num_distractors", "kappa", "image_size", "image_format", "image_quality", "seed", "embedder", "samples_per_video", "allow_edge_mask", "neighbourhood_s", "max_distractor_similarity", "index_base", "distractor_sampling")
+    __slots__ = ("fps", "num_frames", "num_masked", "num_distractors", "kappa", "image_size", "image_format", "image_quality", "seed", "embedder", "samples_per_video", "allow_edge_mask", "neighbourhood_s", "max_distractor_similarity", "index_base", "distractor_sampling", "max_pixels", "max_decoded_frames")
     FPS_FIELD_NUMBER: _ClassVar[int]
     NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     NUM_MASKED_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,8 @@ class SynthesisConfig(_message.Message):
     MAX_DISTRACTOR_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     INDEX_BASE_FIELD_NUMBER: _ClassVar[int]
     DISTRACTOR_SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DECODED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     fps: float
     num_frames: int
     num_masked: int
@@ -50,7 +52,9 @@ class SynthesisConfig(_message.Message):
     max_distractor_similarity: float
     index_base: int
     distractor_sampling: str
-    def __init__(self, fps: _Optional[float] = ..., num_frames: _Optional[int] = ..., num_masked: _Optional[int] = ..., num_distractors: _Optional[int] = ..., kappa: _Optional[float] = ..., image_size: _Optional[int] = ..., image_format: _Optional[str] = ..., image_quality: _Optional[int] = ..., seed: _Optional[int] = ..., embedder: _Optional[str] = ..., samples_per_video: _Optional[int] = ..., allow_edge_mask: _Optional[bool] = ..., neighbourhood_s: _Optional[float] = ..., max_distractor_similarity: _Optional[float] = ..., index_base: _Optional[int] = ..., distractor_sampling: _Optional[str] = ...) -> None: ...
+    max_pixels: int
+    max_decoded_frames: int
+    def __init__(self, fps: _Optional[float] = ..., num_frames: _Optional[int] = ..., num_masked: _Optional[int] = ..., num_distractors: _Optional[int] = ..., kappa: _Optional[float] = ..., image_size: _Optional[int] = ..., image_format: _Optional[str] = ..., image_quality: _Optional[int] = ..., seed: _Optional[int] = ..., embedder: _Optional[str] = ..., samples_per_video: _Optional[int] = ..., allow_edge_mask: _Optional[bool] = ..., neighbourhood_s: _Optional[float] = ..., max_distractor_similarity: _Optional[float] = ..., index_base: _Optional[int] = ..., distractor_sampling: _Optional[str] = ..., max_pixels: _Optional[int] = ..., max_decoded_frames: _Optional[int] = ...) -> None: ...
 
 class Label(_message.Message):
     __slots__ = ("answer", "num_candidates", "index_base", "candidate_times_s", "gap_start_s", "gap_end_s")
