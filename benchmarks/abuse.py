@@ -1,7 +1,10 @@
 """A short, bounded abuse run against each service (reward-service, synth-service, `mvp serve`):
 slow clients that trickle headers (slowloris), oversized requests, and a burst of concurrent
-requests, while a probe measures the health check and one normal request. Issue #15's bar: health
-p99 during the abuse under 100 ms and RSS growth under 50 MB per service.
+requests, while a probe measures the health check and one normal request. Issue #30 added the
+attacks its review found: idle ScoreStreams holding every slot and many large HTTP /score bodies at
+once (reward); SynthesizeVideo with memory-hungry fields (synth); videos that take long to decode,
+huge prompts and many large images (serve). The bar (issues #15, #30): health p99 during the abuse
+under 100 ms and RSS growth under 50 MB per service.
 
 The reference, measured in the same run: the same probes with no abuse; the JSON reports the
 ratio of the p99s.
@@ -15,6 +18,8 @@ and of a normal request at rest and under abuse, RSS before and after.
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
 import os
 import socket
@@ -92,6 +97,45 @@ def http_post(url: str, body: bytes) -> int:
         return http_status(url, body)
     except OSError:
         return 0
+
+
+def chat(content) -> bytes:
+    body = {"model": "mvp-tiny", "messages": [{"role": "user", "content": content}], "max_tokens": 2}
+    return json.dumps(body).encode()
+
+
+def data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A 1-bit PNG: a few KiB on the wire, ``width x height`` pixels once decoded."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (width, height)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def encode_video(frames: int, rate: int, size: int) -> bytes:
+    """An H.264 MP4 (PyAV) of ``frames`` frames of noise at ``rate`` fps: small to send, slow to decode."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(8)]
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "51"}
+        for i in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(noise[i % 8], format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
 
 
 def probe_callables(service: str, target: str) -> tuple[Callable[[], None], Callable[[], None]]:
@@ -182,6 +226,8 @@ def run_abuse(name: str, pid: int, target: str, attacks: list, seconds: float) -
         "health_p99_ms_abuse": p99_ms(busy_health),
         "normal_p99_ms_rest": p99_ms(rest_normal),
         "normal_p99_ms_abuse": p99_ms(busy_normal),
+        "normal_failed_abuse": sum(x >= 5.0 for x in busy_normal),
+        "normal_calls_abuse": len(busy_normal),
         "rss_mb_before": round(rss_before, 1),
         "rss_mb_after": round(rss_after, 1),
         "rss_growth_mb": round(rss_after - rss_before, 1),
@@ -246,12 +292,46 @@ def abuse_reward(tmp: Path, args: argparse.Namespace) -> dict:
     from mvp.clients import RewardClient
     from tests.procs import start_reward
 
-    reward = start_reward(tmp, "--log-level", "WARNING")
+    # idle streams are ended after 2 s here (10 s by default) so the run sees their slots come back
+    reward = start_reward(tmp, "--log-level", "WARNING", env={"MVP_REWARD_STREAM_IDLE_S": "2"})
     try:
         addr = f"127.0.0.1:{reward.ports['grpc']}"
         client = RewardClient(addr)
         big_label = json.dumps({"answer": list(range(1, 1001)), "num_candidates": 1000})
         url = f"http://127.0.0.1:{reward.ports['http']}/score"
+        # ~14.9 MiB of JSON (4,000 completions of 3.7 KiB, under max_batch and max_message_mb): sixteen
+        # at once would be ~240 MiB in flight
+        small_label = json.dumps({"answer": [1], "num_candidates": 2})
+        big_body = json.dumps({"query": ["<answer>1</answer>" + " " * 3880] * 4000, "labels": [small_label] * 4000})
+
+        def idle_streams(stop, sent, codes):
+            """32 authenticated-looking ScoreStreams that never send: each is ended after the idle time
+            and frees its slot."""
+
+            def idle():
+                while not stop.is_set():
+                    time.sleep(0.1)
+                    yield from ()
+
+            def hold(_):
+                try:
+                    for _ in client.stub.ScoreStream(idle()):
+                        pass
+                    return "OK"
+                except grpc.RpcError as exc:
+                    return exc.code().name
+
+            with ThreadPoolExecutor(32) as pool:
+                for code in pool.map(hold, range(32)):
+                    sent["idle_stream"] += 1
+                    codes[f"idle_stream_{code}"] += 1
+
+        def big_bodies(stop, sent, codes):
+            with ThreadPoolExecutor(16) as pool:
+                while not stop.is_set():
+                    for code in pool.map(lambda _: http_post(url, big_body.encode()), range(16)):
+                        sent["big_body"] += 1
+                        codes[f"big_body_{code}"] += 1
 
         def oversize(stop, sent, codes):
             while not stop.is_set():
@@ -269,7 +349,8 @@ def abuse_reward(tmp: Path, args: argparse.Namespace) -> dict:
             except grpc.RpcError as exc:
                 return exc.code().name
 
-        return run_abuse("reward", reward.popen.pid, addr, [oversize, slow, burst(heavy, args.burst)], args.seconds)
+        attacks = [oversize, slow, burst(heavy, args.burst), idle_streams, big_bodies]
+        return run_abuse("reward", reward.popen.pid, addr, attacks, args.seconds)
     finally:
         client.close()
         reward.stop()
@@ -297,6 +378,18 @@ def abuse_synth(tmp: Path, args: argparse.Namespace) -> dict:
             except grpc.RpcError as exc:
                 return exc.code().name
 
+        def hungry(stop, sent, codes):
+            """SynthesizeVideo asking for 30 fps at 640 px and every decoded frame (1.55 GB for a 40 s
+            video before the operator caps): refused before the video is fetched."""
+            greedy = sample_pb2.SynthesisConfig(fps=30, image_size=640, max_decoded_frames=2**31 - 1, max_pixels=2**40)
+            while not stop.is_set():
+                try:
+                    client.synthesize_video("s3://mvp/videos/any.mp4", "s3://mvp/out", greedy, timeout=10)
+                    codes["hungry_OK"] += 1
+                except grpc.RpcError as exc:
+                    codes[f"hungry_{exc.code().name}"] += 1
+                sent["hungry"] += 1
+
         def oversize(stop, sent, codes):
             raw = channel.unary_unary("/mvp.v1.SynthesisService/SubmitJob", None, None)
             while not stop.is_set():
@@ -307,7 +400,7 @@ def abuse_synth(tmp: Path, args: argparse.Namespace) -> dict:
                     codes[exc.code().name] += 1
                 sent["oversize"] += 1
 
-        return run_abuse("synth", synth.popen.pid, addr, [oversize, burst(junk, args.burst)], args.seconds)
+        return run_abuse("synth", synth.popen.pid, addr, [oversize, hungry, burst(junk, args.burst)], args.seconds)
     finally:
         channel.close()
         client.close()
@@ -330,13 +423,35 @@ def abuse_inference(tmp: Path, args: argparse.Namespace) -> dict:
         def slow(stop, sent, codes):
             slowloris("127.0.0.1", serve.ports["http"], args.slow, stop, sent)
 
-        return run_abuse(
-            "inference",
-            serve.popen.pid,
-            base,
-            [oversize, slow, burst(lambda: http_post(base + "/v1/chat/completions", CHAT), args.burst)],
-            args.seconds,
+        # made before the attack starts: a video whose frames take long to decode (1,000 frames of
+        # 512x512 in one second: at 1 fps every frame is decoded, under the 1,024-frame budget, so
+        # only the decode deadline stops it), a 20 MiB prompt, 32 images of 4096x4096 (tiny PNGs)
+        slow_video = chat(
+            [{"type": "video_url", "video_url": {"url": data_url(encode_video(1000, 1000, 512), "video/mp4")}}]
         )
+        huge_prompt = chat("word " * (4 << 20))
+        giant = data_url(blank_png(4096, 4096), "image/png")
+        many_images = chat([{"type": "image_url", "image_url": {"url": giant}}] * 32)
+
+        def sender(name: str, body: bytes, workers: int):
+            def attack(stop, sent, codes):
+                with ThreadPoolExecutor(workers) as pool:
+                    while not stop.is_set():
+                        for code in pool.map(lambda _: http_post(base + "/v1/chat/completions", body), range(workers)):
+                            sent[name] += 1
+                            codes[f"{name}_{code}"] += 1
+
+            return attack
+
+        attacks = [
+            oversize,
+            slow,
+            burst(lambda: http_post(base + "/v1/chat/completions", CHAT), args.burst),
+            sender("slow_video", slow_video, 6),
+            sender("huge_prompt", huge_prompt, 2),
+            sender("many_images", many_images, 3),
+        ]
+        return run_abuse("inference", serve.popen.pid, base, attacks, args.seconds)
     finally:
         serve.stop()
 
