@@ -205,14 +205,10 @@ class Policy:
         if shared == len(offsets) - 1:  # nothing differs: an ordinary shared prompt
             return self.prefill(first, n, model)
         # members that are one prompt (a group with fewer orders than members) run it once
-        distinct: list[Encoded] = []
-        index = []
-        for m in members:
-            at = next((j for j, d in enumerate(distinct) if d is m), None)
-            if at is None:
-                at = len(distinct)
-                distinct.append(m)
-            index.append(at)
+        unique = {id(m): m for m in members}  # in first-seen order
+        distinct = list(unique.values())
+        row_of = {key: row for row, key in enumerate(unique)}
+        index = [row_of[id(m)] for m in members]
         rows = len(distinct)
         # the prefix ends where the first differing image's pad tokens begin
         pads = (first.input_ids == self.image_token_id).nonzero().flatten()
