@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_trl_grpo_runs_trl_and_ours_side_by_side(tmp_path: Path) -> None:
-    recipe = {"prompts_per_step": 1, "n_samples_per_prompt": 2, "max_new_tokens": 4, "lr": 1e-4}
+    # a group of two shows two candidate orders (the proof's four need a group of at least four)
+    recipe = {"prompts_per_step": 1, "n_samples_per_prompt": 2, "orders_per_group": 2, "max_new_tokens": 4, "lr": 1e-4}
     (tmp_path / "recipe.json").write_text(json.dumps(recipe))
     args = [sys.executable, "benchmarks/trl_grpo.py", "--model", "tiny", "--level", "1", "--budget-s", "1"]
     args += ["--train-videos", "1", "--heldout-videos", "1", "--samples-per-video", "2"]
@@ -46,7 +47,7 @@ def test_trl_grpo_runs_trl_and_ours_side_by_side(tmp_path: Path) -> None:
     assert result["ours_over_trl_step_seconds"] == pytest.approx(ratio, abs=1e-3)
     trl = result["trl"]["config"]
     assert (trl["num_generations"], trl["per_device_train_batch_size"], trl["gradient_accumulation_steps"]) == (2, 2, 1)
-    assert (trl["learning_rate"], trl["beta"], trl["temperature"], trl["max_completion_length"]) == (1e-4, 1e-3, 1, 4)
+    assert (trl["learning_rate"], trl["beta"], trl["temperature"], trl["max_completion_length"]) == (1e-4, 0.0, 1, 4)
     assert trl["loss_type"] == "dr_grpo" and trl["scale_rewards"] == "none" and trl["use_vllm"] is False
     assert list(result["stage_seconds"]) == ["data", "eval before", "ours", "eval ours", "trl", "eval trl"]
     assert not (tmp_path / "out" / "ours" / "checkpoints").exists()  # nothing large is kept
