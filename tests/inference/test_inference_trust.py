@@ -210,11 +210,11 @@ def test_the_memory_trim_runs_in_the_server(monkeypatch: pytest.MonkeyPatch) -> 
     from mvp.common import procs
     from mvp.inference import server
     from mvp.inference.settings import ServeSettings
-    from mvp.inference.vllm_backend import VllmUpstream
+    from mvp.inference.vllm_backend import VllmBackend, VllmUpstream
 
     trimmed = threading.Event()
     monkeypatch.setattr(procs, "release_free_memory", trimmed.set)  # what the shared trim loop calls
     settings = ServeSettings(model="tiny", memory_trim_interval_s=0.01)
-    state = server.App(settings, None, Storage(StoreSettings()), upstream=VllmUpstream("http://127.0.0.1:9"))
+    state = server.App(settings, VllmBackend(VllmUpstream("http://127.0.0.1:9"), settings), Storage(StoreSettings()))
     with TestClient(server.create_app(state)):
         assert trimmed.wait(30)

@@ -70,7 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     vllm_proc = None
     if backend == "vllm":
-        from mvp.inference.vllm_backend import VllmUpstream, model_sizer
+        from mvp.inference.vllm_backend import VllmBackend, VllmUpstream, model_sizer
 
         url = settings.vllm_url
         key = settings.vllm_api_key.get_secret_value() if settings.vllm_api_key else None
@@ -82,11 +82,12 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"mvp serve: {exc}", file=sys.stderr)
                 return 1
         upstream = VllmUpstream(url, sized=model_sizer(path), api_key=key)
-        state = App(settings, None, storage, upstream=upstream, model_root=str(path))
+        state = App(settings, VllmBackend(upstream, settings, model_root=str(path)), storage)
     else:
+        from mvp.inference.transformers_backend import TransformersBackend
         from mvp.model.policy import Policy
 
-        state = App(settings, Policy(path), storage)
+        state = App(settings, TransformersBackend(Policy(path), settings), storage)
     config = uvicorn.Config(
         create_app(state), host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=15
     )

@@ -20,6 +20,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from mvp.inference import metrics
+from mvp.inference.api import Admission
 from mvp.model.policy import Encoded, Policy
 
 log = logging.getLogger(__name__)
@@ -45,37 +46,6 @@ class GenRequest:
 
     def emit(self, event: tuple) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-
-
-class Admission:
-    """The one bound on waiting requests (``max_queue``). A request counts from the moment it is
-    admitted (before its media are fetched and decoded or its prompt tokenized) until it starts
-    generating or fails, wherever it waits meanwhile: being prepared, in the queue, or in the
-    batcher's pending list (requests that could not join the batch being formed). Thread-safe: the
-    generation thread lets requests go. ``vllm:num_requests_waiting`` is this count."""
-
-    def __init__(self, limit: int, model_name: str) -> None:
-        self.limit = limit
-        self.model_name = model_name
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def full(self) -> bool:
-        return self.count >= self.limit
-
-    def enter(self) -> bool:
-        """Counts one more request; False (nothing counted) when ``limit`` already wait."""
-        with self._lock:
-            if self.count >= self.limit:
-                return False
-            self.count += 1
-        metrics.WAITING.labels(self.model_name).inc()
-        return True
-
-    def leave(self, n: int = 1) -> None:
-        with self._lock:
-            self.count -= n
-        metrics.WAITING.labels(self.model_name).dec(n)
 
 
 class _Streamer:

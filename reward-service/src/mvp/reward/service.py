@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import json.scanner
 import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from aiohttp import web
 
+from mvp.common.auth import bearer_matches
 from mvp.common.grpc_server import GrpcServer, ServiceBinding, serve
 from mvp.common.interceptors import PARSE_INLINE_BYTES, GateRefusedError, RequestGateInterceptor
 from mvp.reward import core, metrics
@@ -263,13 +264,13 @@ def _label_of_http(truth: str | dict) -> core.Label:
 def _bearer_middleware(token: str):
     """The HTTP port's half of ``auth_token``: every route but /health needs ``Authorization:
     Bearer <token>`` (the gRPC port checks the same token in its interceptor)."""
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     @web.middleware
     async def check(request: web.Request, handler):
         if request.path != "/health":
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+            given = request.headers.get("Authorization", "")
+            if not bearer_matches(given, expected):
                 reason = "invalid bearer token" if given else "missing 'Authorization: Bearer <token>' header"
                 raise _http_error(web.HTTPUnauthorized, reason, headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
@@ -373,6 +374,9 @@ def make_http_app(
 async def run_server(settings: RewardServerSettings) -> None:
     """Runs gRPC and (if configured) the HTTP endpoint until SIGTERM/SIGINT, then drains both."""
     scorer = RewardScorer(reward_config(settings))
+    # every asyncio.to_thread of this process (deferred parses, Score batches, HTTP bodies) runs here
+    work = ThreadPoolExecutor(settings.work_threads, thread_name_prefix="reward-work")
+    asyncio.get_running_loop().set_default_executor(work)
     binding = ServiceBinding(
         reward_pb2_grpc.add_RewardServiceServicer_to_server,
         RewardServicer(scorer, settings),

@@ -1,5 +1,7 @@
 """Serving: `mvp serve` on the trained checkpoint as a child process, asked one held-out sample
-with the official OpenAI client, its answer scored by reward-service."""
+twice: through the OpenAI API with the official client, and through /v1/mvp/predict, which answers
+the sample on the server and scores it through the reward-service. Both are greedy on the same
+prompt path, so their answers must agree."""
 
 from __future__ import annotations
 
@@ -8,9 +10,8 @@ import json
 import httpx
 import openai
 
-from mvp.clients import RewardClient
 from mvp.common.procs import free_port
-from mvp.common.sample import frame_uris, label_json, openai_messages
+from mvp.common.sample import frame_uris, openai_messages
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
 from mvp.pipeline.artifacts import Checkpoint, SampleSet, Served, Services
@@ -20,8 +21,9 @@ from mvp.pipeline.context import Context
 def run(
     ctx: Context, checkpoint: Checkpoint, sample_set: SampleSet, store: StoreSettings, services: Services
 ) -> tuple[Served, str]:
-    """Serves ``checkpoint``, asks it the first sample of ``sample_set`` through the OpenAI API with
-    the official client, and scores the answer through the reward-service."""
+    """Serves ``checkpoint`` and asks it the first sample of ``sample_set`` through the OpenAI API
+    (the official client) and through /v1/mvp/predict (scored by the reward-service at
+    ``services.reward_addr``)."""
     port = free_port()
     args = ["serve", "--port", str(port), "--model", checkpoint.uri, "--served-model-name", ctx.served_name]
     args += ["--allowed-buckets", ctx.config.bucket, "--reward-addr", services.reward_addr]
@@ -38,8 +40,14 @@ def run(
         temperature=0,
     )
     answer = reply.choices[0].message.content or ""
-    with RewardClient(services.reward_addr) as rc:
-        (scored,) = rc.score([answer], [label_json(sample)])
-    served = Served(sample["id"], answer, scored.reward, sample["label"]["answer"], base)
+    predicted = httpx.post(f"{base}/v1/mvp/predict", json={"sample": sample, "max_tokens": 32}, timeout=300)
+    predicted.raise_for_status()
+    scored = predicted.json()
+    if scored["completion"] != answer:
+        raise RuntimeError(
+            f"mvp serve answered sample {sample['id']} {answer!r} through the OpenAI API but "
+            f"{scored['completion']!r} through /v1/mvp/predict (both greedy, same prompt)"
+        )
+    served = Served(sample["id"], answer, scored["reward"], sample["label"]["answer"], base)
     kept = f"; still serving at {base}/v1 (pid {child.popen.pid})" if ctx.config.keep_serving else ""
-    return served, f"sample {sample['id']}: answered {answer!r}, reward {scored.reward:.3f}{kept}"
+    return served, f"sample {sample['id']}: answered {answer!r}, reward {scored['reward']:.3f}{kept}"
