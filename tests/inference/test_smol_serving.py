@@ -111,11 +111,15 @@ def ask(server: Proc, messages: list[dict]):
 
 def test_vllm_and_transformers_agree_on_mvp_smol(servers) -> None:
     vllm, reference = servers
-    pairs = []
+    pairs, usage = [], []
     for messages in match_requests():
         a, b = ask(vllm, messages), ask(reference, messages)
         assert a.usage.prompt_tokens == b.usage.prompt_tokens
         pairs.append((a.choices[0].message.content, b.choices[0].message.content))
+        usage.append((a.usage.completion_tokens, a.choices[0].finish_reason, b.usage.completion_tokens))
     agree = sum(a == b for a, b in pairs)
+    # the same answer costs the same completion tokens on both (the end-of-sequence token counts)
+    same = [u for (x, y), u in zip(pairs, usage, strict=True) if x == y]
+    assert same and all(u[0] == u[2] for u in same), usage
     print(f"greedy agreement vLLM vs transformers on mvp-smol: {agree}/{PROMPTS}")
     assert agree >= PROMPTS - 2, pairs  # measured 8/8; fp32 near-ties may flip some

@@ -205,5 +205,7 @@ class TransformersEngine:
                     tokens = tokens[:-1]
                 results.append((tokens, finished))
             metrics.PROMPT_TOKENS.labels(self.model_name).inc(len(req.enc.input_ids))
-            metrics.GENERATION_TOKENS.labels(self.model_name).inc(sum(len(t) for t, _ in results))
+            # the end-of-sequence token is a generated token (vLLM counts it too)
+            generated = sum(len(t) + (finished == "stop") for t, finished in results)
+            metrics.GENERATION_TOKENS.labels(self.model_name).inc(generated)
             req.emit(("done", results))

@@ -79,8 +79,8 @@ class TransformersBackend:
         choices, completion_tokens = [], 0
         for index, (tokens, finished) in enumerate(results):
             text, stopped = cut_at_stops(self.policy.tokenizer.decode(tokens, skip_special_tokens=False), sampling.stop)
+            completion_tokens += len(tokens) + (finished == "stop")  # the end-of-sequence token counts, as in vLLM
             finished = "stop" if stopped else finished
-            completion_tokens += len(tokens)
             metrics.SUCCESS.labels(self.name, finished).inc()
             choices.append(
                 {
