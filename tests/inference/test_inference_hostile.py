@@ -105,6 +105,11 @@ def test_every_route_shares_the_limits(server: Proc) -> None:
     }
     status, body, _ = _post(port, "/v1/mvp/predict", json.dumps({"sample": sample, "max_tokens": 600}).encode())
     assert status == 400 and "max_tokens" in body["error"]["message"]
+    # a frame the media rules refuse (a bucket not allowed) points at the sample, not at messages
+    refused = {**sample, "context_frames": [{"uri": "s3://not-allowed/x.jpg"}]}
+    status, body, _ = _post(port, "/v1/mvp/predict", json.dumps({"sample": refused}).encode())
+    assert status == 400 and body["error"]["param"] == "sample", body
+    assert body["error"]["message"].startswith("sample frame: "), body
     status, body, _ = _post(port, "/v1/chat/completions", _chat("hi", seed=2**70))
     assert status == 400 and body["error"]["param"] == "seed"
     status, body, _ = _post(port, "/v1/chat/completions", b'{"model": "\xff\xfe"}')

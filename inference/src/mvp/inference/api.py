@@ -4,7 +4,8 @@ bodies, the sampling a request asks for, and the interface a generation backend 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from fastapi import Request
@@ -68,6 +69,8 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # when the request arrived: latency metrics (TTFT, end to end) count from here, as vLLM's do
+    arrival: float = field(default_factory=time.perf_counter, compare=False)
 
     @classmethod
     def of(cls, body: ChatRequest, max_tokens: int) -> Sampling:

@@ -262,12 +262,13 @@ async def _predict(state: App, body: PredictRequest, http: Request | None = None
         raise ApiError(400, "the sample's prompt and frames disagree in number", param="sample")
     state.limit_images(len(frames), param="sample")
     state.limit_prompt_chars(len(prompt), param="sample")
-    sampling = Sampling(max_tokens=state.limit_tokens(body.max_tokens))  # greedy, one choice
+    # greedy, one choice; seeded, so it runs in a batch of its own and its answer never depends on load
+    sampling = Sampling(max_tokens=state.limit_tokens(body.max_tokens), seed=0)
     try:
         pending = await state.prepare(openai_messages(prompt, frames), sampling, param="sample")
     except ApiError as error:
         if error.param == "messages":  # a frame the media rules refuse: the sample is at fault
-            error.param = "sample"
+            error.param, error.message = "sample", "sample frame: " + error.message.split(": ", 1)[-1]
         raise
     completion = await state.backend.complete(pending, http)
     parsed = parse_answer(completion, len(label.answer), label.num_candidates, label.index_base)

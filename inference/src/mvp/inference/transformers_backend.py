@@ -64,6 +64,7 @@ class TransformersBackend:
             top_p=sampling.top_p,
             seed=sampling.seed,
             loop=asyncio.get_running_loop(),
+            arrival=sampling.arrival,
         )
         self.engine.submit(request)
         return request

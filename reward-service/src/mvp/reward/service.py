@@ -12,7 +12,6 @@ import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from aiohttp import web
@@ -374,9 +373,6 @@ def make_http_app(
 async def run_server(settings: RewardServerSettings) -> None:
     """Runs gRPC and (if configured) the HTTP endpoint until SIGTERM/SIGINT, then drains both."""
     scorer = RewardScorer(reward_config(settings))
-    # every asyncio.to_thread of this process (deferred parses, Score batches, HTTP bodies) runs here
-    work = ThreadPoolExecutor(settings.work_threads, thread_name_prefix="reward-work")
-    asyncio.get_running_loop().set_default_executor(work)
     binding = ServiceBinding(
         reward_pb2_grpc.add_RewardServiceServicer_to_server,
         RewardServicer(scorer, settings),

@@ -44,14 +44,6 @@ class RewardServerSettings(GrpcServerSettings, RewardConfig):
         description="A ScoreStream that sends no message for this many seconds is ended (CANCELLED, with the reason) "
         "and frees its max_concurrent_rpcs slot: idle streams cannot hold every slot.",
     )
-    work_threads: int = Field(
-        1,
-        ge=1,
-        le=64,
-        description="Threads that parse and score requests (gRPC and HTTP, shared). Scoring is pure Python and holds "
-        "the interpreter lock, so threads beyond one add no throughput; each one more runnable thread lengthens "
-        "the wait of the event loop, which answers health checks, for the lock.",
-    )
     http_max_inflight_mb: int = Field(
         16,
         ge=1,
