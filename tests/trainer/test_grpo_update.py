@@ -127,3 +127,14 @@ def test_fewer_orders_than_members_share_each_orders_prompt(examples, reward_ser
         own = [label for g in groups for label in g.labels]
         assert all(a != b for a, b in zip(shuffled, own, strict=True))
         control.step += 1
+
+
+@pytest.mark.unit
+def test_fast_bf16_follows_the_device_kernels() -> None:
+    """bf16 autocast is chosen only where it is faster: on this CPU what PyTorch's oneDNN says."""
+    import torch
+
+    from mvp.trainer.precision import fast_bf16
+
+    assert fast_bf16("cpu") is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert fast_bf16("meta") is False
