@@ -200,7 +200,12 @@ def probe_results(proc: subprocess.Popen) -> tuple[list[float], list[float]]:
     return data["health"], data["normal"]
 
 
+ONLY_ATTACKS: set[str] = set()  # --attack: run only these (by name), to find which one costs what
+
+
 def run_abuse(name: str, pid: int, target: str, attacks: list, seconds: float) -> dict:
+    if ONLY_ATTACKS:
+        attacks = [a for a in attacks if a.__name__ in ONLY_ATTACKS]
     rest_health, rest_normal = probe_results(start_probe(name, target, min(3.0, seconds / 2)))
     rss_before = rss_mb(pid)
     codes: Counter = Counter()
@@ -249,6 +254,7 @@ def burst(fire: Callable[[], object], count: int) -> Callable:
                     sent["burst"] += 1
                     codes[code] += 1
 
+    attack.__name__ = "burst"
     return attack
 
 
@@ -260,11 +266,18 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["reward", "synth", "inference"], action="append", help="run only these services"
     )
+    parser.add_argument(
+        "--attack",
+        action="append",
+        default=[],
+        help="run only the attacks of this name (burst, big_bodies, idle_streams, ...; repeatable)",
+    )
     parser.add_argument("--probe", nargs=2, metavar=("SERVICE", "TARGET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:  # the probe process that run_abuse starts
         probe_main(*args.probe, args.seconds)
         return
+    ONLY_ATTACKS.update(args.attack)
     only = set(args.only or ["reward", "synth", "inference"])
     tmp = Path(tempfile.mkdtemp(prefix="mvp-abuse-"))
     results = {}
@@ -293,7 +306,8 @@ def abuse_reward(tmp: Path, args: argparse.Namespace) -> dict:
     from tests.procs import start_reward
 
     # idle streams are ended after 2 s here (10 s by default) so the run sees their slots come back
-    reward = start_reward(tmp, "--log-level", "WARNING", env={"MVP_REWARD_STREAM_IDLE_S": "2"})
+    env = {"MVP_REWARD_STREAM_IDLE_S": "2", **{k: v for k, v in os.environ.items() if k.startswith("MVP_REWARD_")}}
+    reward = start_reward(tmp, "--log-level", "WARNING", env=env)
     try:
         addr = f"127.0.0.1:{reward.ports['grpc']}"
         client = RewardClient(addr)

@@ -38,3 +38,15 @@ def test_batch_histogram_matches_prometheus_histogram() -> None:
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert float(got[key]) == pytest.approx(float(value)), key
+
+
+@pytest.mark.unit
+def test_the_reward_service_scores_on_one_worker_thread_by_default() -> None:
+    """Scoring holds the interpreter lock: a second thread lowered throughput and made health checks
+    wait (docs/reward-service.md); the shared default (2, for synth's store I/O) is not the reward's."""
+    from mvp.common.settings import GrpcServerSettings
+    from mvp.reward.settings import RewardServerSettings
+
+    assert RewardServerSettings().worker_threads == 1
+    assert GrpcServerSettings.model_fields["worker_threads"].default == 2
+    assert RewardServerSettings(worker_threads=3).worker_threads == 3
