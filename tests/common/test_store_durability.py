@@ -15,7 +15,7 @@ from minio.error import S3Error
 
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage, StorageError
-from mvp.common.store_cli import object_path
+from mvp.common.store.cli import object_path
 from tests.procs import free_port, port_open, start, start_store, wait_for
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ def _write_then_kill(store, data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_object_paths_never_leave_the_data_folder(tmp_path: Path) -> None:
-    from mvp.common.store_cli import _unsegment, object_path
+    from mvp.common.store.cli import _unsegment, object_path
 
     for key in ("../../etc/passwd", "a/./b", "a//b", "..", "%2E%2E/x", "100%/y"):
         path = object_path(tmp_path, "mvp", key)
@@ -110,7 +110,7 @@ def test_loading_a_data_folder_reports_progress(tmp_path: Path, caplog: pytest.L
     supervisor waiting for its port can tell a slow load from a hung one."""
     from moto.s3.models import S3Backend
 
-    from mvp.common.store_cli import load_snapshot
+    from mvp.common.store.cli import load_snapshot
 
     sizes = [10, 200, 3000]
     for i, size in enumerate(sizes):
@@ -118,7 +118,7 @@ def test_loading_a_data_folder_reports_progress(tmp_path: Path, caplog: pytest.L
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * size)
     backend = S3Backend("us-east-1", "000000000030")  # a private one, not the process's default
-    with caplog.at_level("INFO", logger="mvp.common.store_cli"):
+    with caplog.at_level("INFO", logger="mvp.common.store.cli"):
         assert load_snapshot(backend, tmp_path / "data", progress_every_s=0) == 3
     assert bytes(backend.get_object("progress", "obj-2").value) == b"x" * 3000
     lines = [r for r in caplog.records if r.getMessage() == "loading data folder"]

@@ -25,7 +25,7 @@ from minio.signer import sign_v4_s3
 
 from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage, StorageError
-from mvp.common.store_cli import object_path
+from mvp.common.store.cli import object_path
 from tests.procs import Proc, free_port, start, wait_for
 
 pytestmark = pytest.mark.integration
@@ -249,7 +249,7 @@ def test_a_bad_entry_in_the_data_folder_is_skipped_not_fatal(tmp_path: Path) -> 
 def test_every_key_the_store_accepts_loads_back_as_itself(parts: list[str]) -> None:
     """The load is the inverse of the write for every accepted key: its path stays inside the
     bucket's folder, each file name fits a file system, and the path reads back as the same key."""
-    from mvp.common.store_cli import _unsegment, key_problem
+    from mvp.common.store.cli import _unsegment, key_problem
 
     key = "/".join(parts)
     root = Path("/data")

@@ -3,7 +3,7 @@
 
 It runs moto's S3 app (a real HTTP server speaking the S3 API) on loopback, behind a gate that
 serves only requests signed (SigV4) with the access keys clients read from ``MVP_S3_ACCESS_KEY`` /
-``MVP_S3_SECRET_KEY`` (``mvp.common.store_auth``). moto keeps objects in memory; with ``--data-dir``
+``MVP_S3_SECRET_KEY`` (``mvp.common.store.auth``). moto keeps objects in memory; with ``--data-dir``
 every write goes through to disk before it is acknowledged: an object (PUT, multipart completion,
 copy) is written to ``data_dir/<bucket>/<key>`` (a temporary file in ``data_dir/.tmp``, fsync,
 rename) and a DELETE removes the file, inside the request, so an object answered 200 survives
@@ -34,7 +34,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mvp.common.settings import LoggingSettings, StoreSettings, add_settings_flags, settings_from_args
-from mvp.common.store_auth import S3Refusal
+from mvp.common.store.auth import S3Refusal
 
 if TYPE_CHECKING:
     from moto.s3.models import S3Backend
@@ -463,7 +463,7 @@ def _serve(args: argparse.Namespace) -> int:
     from werkzeug.serving import make_server
 
     from mvp.common.logging import configure_logging
-    from mvp.common.store_auth import SigV4Gate
+    from mvp.common.store.auth import SigV4Gate
 
     configure_logging(settings_from_args(LoggingSettings, args))
     settings = settings_from_args(StoreServerSettings, args)

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("mvp.synth.data_cli", "mvp-synth-service", "generate the procedural video corpus"),
     "model": ("mvp.model.cli", "mvp-model", "build the Video LLMs; distil, align mvp-smol (build | distill | align)"),
     "serve": ("mvp.inference.cli", "mvp-inference", "serve a Video LLM behind an OpenAI-compatible API"),
-    "store": ("mvp.common.store_cli", "mvp-common[store]", "the embedded S3 store; create buckets; upload folders"),
+    "store": ("mvp.common.store.cli", "mvp-common[store]", "the embedded S3 store; create buckets; upload folders"),
     "health": ("mvp.common.health_cli", "mvp-common", "wait until gRPC servers report SERVING"),
 }
 
