@@ -179,7 +179,7 @@ def prepare(args, data_dir: Path, models_dir: Path) -> dict:
     recipe = {**RECIPE, **(json.loads(args.config.read_text()) if args.config else {}), "seed": args.seed}
     if "bf16_update" not in recipe:
         recipe["bf16_update"] = fast_bf16(args.device)
-        print(f"   bf16_update={recipe['bf16_update']} (bf16 kernels on {args.device}: {recipe['bf16_update']})")
+        print(f"   bf16_update={recipe['bf16_update']} (whether {args.device} has bf16 kernels)")
     stages = Stages()
     args.out.mkdir(parents=True, exist_ok=True)
     paths = stages.run(

@@ -239,20 +239,20 @@ class VllmBackend:
     ) -> JSONResponse | StreamingResponse:
         if stream:
             return StreamingResponse(self.upstream.stream({**pending, "stream": True}), media_type="text/event-stream")
-        try:
-            response = await self.upstream.chat(pending)
-        except httpx.HTTPError as exc:
-            raise _unreachable(exc) from None
+        response = await self._chat(pending)
         return JSONResponse(response.json(), status_code=response.status_code)
 
     async def complete(self, pending: dict, http: Request | None) -> str:
-        try:
-            response = await self.upstream.chat({**pending, "n": 1})
-        except httpx.HTTPError as exc:
-            raise _unreachable(exc) from None
+        response = await self._chat(pending)
         if response.status_code != 200:
             raise ApiError(response.status_code, f"vLLM: {response.text[:500]}", kind="upstream_error")
         return response.json()["choices"][0]["message"]["content"] or ""
 
     def stop(self) -> None:
         return None
+
+    async def _chat(self, payload: dict) -> httpx.Response:
+        try:
+            return await self.upstream.chat(payload)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from None
