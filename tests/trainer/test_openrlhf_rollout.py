@@ -20,8 +20,8 @@ from mvp.common.settings import StoreSettings
 from mvp.common.storage import Storage
 from mvp.inference.vllm_backend import SHIM as TORCHVISION_SHIM
 from mvp.reward.core import Label, RewardConfig, score
-from mvp.trainer.openrlhf_args import flatten, openrlhf_main_args, parser
-from mvp.trainer.openrlhf_launch import Recipe, build_args, reward_target, stage_dataset
+from mvp.trainer.openrlhf_args import openrlhf_main_args, parser
+from mvp.trainer.openrlhf_launch import Recipe, RecipeError, build_args, check_args, reward_target, stage_dataset
 from tests.media import good_videos
 from tests.procs import MVP, REPO, Proc, start_reward
 
@@ -90,7 +90,8 @@ def test_openrlhfs_own_checks_refuse_what_the_recorded_checks_refuse() -> None:
     assert "refused: group_norm requires n_samples_per_prompt > 1" in proc.stdout
     with pytest.raises(LookupError):  # the main venv has no OpenRLHF: the recording is the fallback
         openrlhf_main_args(bad)
-    assert "rollout.n_samples_per_prompt" in flatten(parser().parse_args(bad))
+    with pytest.raises(RecipeError, match="n_samples_per_prompt > 1"):
+        check_args(bad)
 
 
 class _Replies(BaseHTTPRequestHandler):
@@ -183,7 +184,7 @@ def rollouts(smol: Path, staged: Path, tmp_path_factory: pytest.TempPathFactory)
         # as for the vLLM server `mvp serve` launches: PyPI's CUDA-linked torchvision beside CPU torch
         "PYTHONPATH": str(TORCHVISION_SHIM),
         "TOKENIZERS_PARALLELISM": "false",
-        # read by the reward_func plug-in inside OpenRLHF's rollout actor
+        # read by the reward_func plug-in (loaded by OpenRLHF's executor in the driver process)
         "MVP_REWARD_ADDR": f"127.0.0.1:{locked_reward.ports['grpc']}",
         "MVP_REWARD_TOKEN": TOKEN,
     }
@@ -192,7 +193,7 @@ def rollouts(smol: Path, staged: Path, tmp_path_factory: pytest.TempPathFactory)
             [str(venv_python()), str(DRIVER), str(config)],
             capture_output=True,
             text=True,
-            timeout=1500,
+            timeout=1100,  # under the module's pytest timeout, so the driver's log is kept
             env=env,
             cwd=tmp,
         )
@@ -244,4 +245,5 @@ def test_a_refused_or_malformed_reward_reply_leaves_openrlhf_without_a_reward(ro
     rows = rollouts[route]["experiences"]
     assert len(rows) == 4 and all(row["reward"] is None and row["score"] is None for row in rows)
     if route == "unauthorised":
-        assert "401" in rollouts["log"] and "Failed to fetch reward" in rollouts["log"], rollouts["log"][-3000:]
+        log = rollouts["log"]
+        assert "401, message='Unauthorized'" in log and "Failed to fetch reward" in log, log[-3000:]

@@ -6,6 +6,7 @@ video the model's own stages trained on or one the transfer probe measures.
 | corpora of run seed s (`mvp run`, the proof) | train s x 100,000 + i; held-out s x 100,000 + 50,000 + i |
 | the model's distillation and alignment | 7,000,000 + i |
 | the transfer probe | 9,000,000 + i |
+| LMMs-Eval's MVP cloze task (evaluation/run_lmms_eval.py) | 9,500,000 + i |
 
 Corpora of run seeds 0-69 stay below the model's space; ``corpus_seed`` refuses what would not.
 """
@@ -16,6 +17,7 @@ RUN_STRIDE = 100_000  # corpus seeds per run seed
 HELD_OUT_OFFSET = 50_000  # held-out videos start here within a run's stride
 MODEL_STAGES = 7_000_000  # distillation and alignment videos
 TRANSFER_PROBE = 9_000_000  # the transfer probe's clips
+LMMS_EVAL_CLOZE = 9_500_000  # the videos of LMMs-Eval's MVP cloze task
 MAX_RUN_SEED = MODEL_STAGES // RUN_STRIDE - 1
 SPLITS = ("train", "heldout")
 

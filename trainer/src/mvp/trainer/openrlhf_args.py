@@ -119,8 +119,8 @@ class OpenRLHFRefusedError(ValueError):
 
 def _main_block(source: str, filename: str, build_only: bool = False) -> ast.Module:
     """The statements of the source's ``if __name__ == "__main__":`` block that parse and check the
-    arguments: everything before the first statement that starts training (``train(args)``) or
-    patches a model hub, with ``parser.parse_args()`` reading ``__argv__`` instead of sys.argv.
+    arguments: everything before the first statement that starts training (``train(args)``), less any
+    that patches a model hub, with ``parser.parse_args()`` reading ``__argv__`` instead of sys.argv.
     With ``build_only``, only the statements that build the parser (those before parse_args)."""
     tree = ast.parse(source, filename)
     block = next(
@@ -144,9 +144,10 @@ def _main_block(source: str, filename: str, build_only: bool = False) -> ast.Mod
     for stmt in block:
         names = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}
         attrs = {n.attr for n in ast.walk(stmt) if isinstance(n, ast.Attribute)}
-        if "train" in names or "patch_hub" in names or (build_only and "parse_args" in attrs):
+        if "train" in names or (build_only and "parse_args" in attrs):
             break
-        kept.append(stmt)
+        if "patch_hub" not in names:
+            kept.append(stmt)
     for node in ast.walk(ast.Module(body=kept, type_ignores=[])):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "parse_args":
             node.args = [ast.Name(id="__argv__", ctx=ast.Load())]
@@ -172,6 +173,8 @@ def openrlhf_main_args(argv: list[str], source: Path | None = None) -> tuple[Sim
         raise OpenRLHFRefusedError(said[-1] if said else f"OpenRLHF's parser exited with {exc.code}") from None
     except AssertionError as exc:
         raise OpenRLHFRefusedError(str(exc) or "an OpenRLHF assertion failed") from None
+    except (AttributeError, TypeError) as exc:  # a check that dereferences an unset argument
+        raise OpenRLHFRefusedError(f"OpenRLHF's checks failed on these arguments: {exc}") from None
     return scope["args"], printed.getvalue()  # type: ignore[return-value]
 
 

@@ -26,7 +26,6 @@ from mvp.trainer.config import OPENRLHF_FLAGS, GrpoConfig
 from mvp.trainer.openrlhf_args import (
     OPENRLHF_VERSION,
     OpenRLHFRefusedError,
-    flatten,
     installed_source,
     openrlhf_main_args,
     parser,
@@ -205,12 +204,13 @@ class RecipeError(ValueError):
 
 
 def check_args(args: list[str]) -> dict:
-    """Parses ``args`` as OpenRLHF would: with its own parser and post-parse assertions where
-    OpenRLHF is installed (mvp.trainer.openrlhf_args), else with the recorded parser and the
-    assertions a recipe can trip, written here. Returns the flat dotted names and values."""
+    """Parses ``args`` as OpenRLHF would and returns the flat dotted names and values. Where OpenRLHF
+    is installed its own parser and post-parse assertions run first (mvp.trainer.openrlhf_args); the
+    recorded parser and the checks written here run everywhere, so the result has one shape and the
+    checks MVP adds (a remote reward, whole micro batches) hold in every environment."""
     if installed_source() is not None:
         try:
-            return flatten(openrlhf_main_args(args)[0])
+            openrlhf_main_args(args)
         except OpenRLHFRefusedError as exc:
             raise RecipeError(f"OpenRLHF {OPENRLHF_VERSION} refuses the arguments: {exc}") from None
     p = parser()
