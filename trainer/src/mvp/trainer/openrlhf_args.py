@@ -148,21 +148,26 @@ def _main_block(source: str, filename: str, build_only: bool = False) -> ast.Mod
             break
         if "patch_hub" not in names:
             kept.append(stmt)
-    for node in ast.walk(ast.Module(body=kept, type_ignores=[])):
+    module = ast.Module(body=kept, type_ignores=[])
+    for node in ast.walk(module):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "parse_args":
             node.args = [ast.Name(id="__argv__", ctx=ast.Load())]
-    module = ast.Module(body=kept, type_ignores=[])
     return ast.fix_missing_locations(module)
+
+
+def _compiled(source: Path | None, build_only: bool = False):
+    """The main block of ``source`` (default: the installed OpenRLHF's), compiled; LookupError without one."""
+    source = source or installed_source()
+    if source is None:
+        raise LookupError(f"OpenRLHF {OPENRLHF_VERSION} is not installed here (make openrlhf-cpu)")
+    return compile(_main_block(source.read_text(), str(source), build_only), str(source), "exec")
 
 
 def openrlhf_main_args(argv: list[str], source: Path | None = None) -> tuple[SimpleNamespace, str]:
     """(args, printed): ``argv`` parsed and checked by OpenRLHF's own ``__main__`` block (see the
     module docstring), and what the block printed (its warnings). Raises OpenRLHFRefusedError with
     OpenRLHF's message when its parser or an assertion refuses them, LookupError without OpenRLHF."""
-    source = source or installed_source()
-    if source is None:
-        raise LookupError(f"OpenRLHF {OPENRLHF_VERSION} is not installed here (make openrlhf-cpu)")
-    code = compile(_main_block(source.read_text(), str(source)), str(source), "exec")
+    code = _compiled(source)
     scope: dict[str, object] = {"__name__": "openrlhf_main_args", "__argv__": list(argv)}
     printed, errors = io.StringIO(), io.StringIO()
     try:
@@ -180,21 +185,9 @@ def openrlhf_main_args(argv: list[str], source: Path | None = None) -> tuple[Sim
 
 def openrlhf_parser(source: Path | None = None) -> argparse.ArgumentParser:
     """OpenRLHF's own ``train_ppo_ray`` parser, built by its own statements (before any check)."""
-    source = source or installed_source()
-    if source is None:
-        raise LookupError(f"OpenRLHF {OPENRLHF_VERSION} is not installed here (make openrlhf-cpu)")
     scope: dict[str, object] = {"__name__": "openrlhf_parser"}
-    exec(compile(_main_block(source.read_text(), str(source), build_only=True), str(source), "exec"), scope)  # noqa: S102
+    exec(_compiled(source, build_only=True), scope)  # noqa: S102 - the installed OpenRLHF's own statements
     return scope["parser"]  # type: ignore[return-value]
-
-
-def flatten(args: SimpleNamespace, prefix: str = "") -> dict[str, object]:
-    """OpenRLHF's nested args back into its flat dotted names (``{"data.input_key": ...}``)."""
-    out: dict[str, object] = {}
-    for key, value in vars(args).items():
-        name = f"{prefix}{key}"
-        out.update(flatten(value, name + ".") if isinstance(value, SimpleNamespace) else {name: value})
-    return out
 
 
 def main() -> None:
