@@ -3,7 +3,10 @@ when the objects under the URI change, and a bounded cache (real S3 server proce
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -40,4 +43,17 @@ def test_s3_checkpoint_is_reused_until_rewritten_and_the_cache_stays_bounded(s3_
         latest = resolve_model(f"{run}/step-{step}", storage, cache, keep=2)
     kept = sorted(p.name for p in cache.iterdir())
     assert len(kept) == 2 and latest.name in kept and not first.exists() and not again.exists()
-    assert not [p for p in cache.iterdir() if p.name.endswith(".part")]
+    assert not [p for p in cache.iterdir() if ".part" in p.name]
+
+
+def test_concurrent_processes_build_the_tiny_model_into_one_folder(tmp_path: Path) -> None:
+    code = "import sys; from pathlib import Path; from mvp.model.tiny import ensure_tiny_model; "
+    code += "print(ensure_tiny_model(Path(sys.argv[1])))"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "tiny")], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=300)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0] and set(outs) == {str(tmp_path / "tiny")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
+    assert (tmp_path / "tiny" / "config.json").exists() and (tmp_path / "tiny" / "model.safetensors").exists()

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from mvp.common.storage import Storage, download_folder, is_s3
+from mvp.model.cache import build_once, is_in_progress
 
 
 def resolve_model(model: str, storage: Storage, cache: Path, keep: int | None = None) -> Path:
@@ -30,16 +31,12 @@ def resolve_model(model: str, storage: Storage, cache: Path, keep: int | None = 
 def cached_checkpoint(uri: str, storage: Storage, cache: Path, keep: int | None = None) -> Path:
     """The checkpoint under ``uri`` as a local folder in ``cache``, named by the URI and a digest of
     its objects' names, sizes and ETags: a checkpoint rewritten at the same URI (a rerun, another
-    store) is downloaded again, never served stale. The download lands in a ``.part`` folder renamed
-    into place, so an interrupted one is never taken for a checkpoint."""
+    store) is downloaded again, never served stale. The download lands in a temporary folder renamed
+    into place (``build_once``), so an interrupted one is never taken for a checkpoint."""
     listing = sorted((o.uri, o.size, o.etag) for o in storage.list(uri.rstrip("/") + "/"))
     digest = hashlib.sha256(repr(listing).encode()).hexdigest()[:12]
     folder = cache / f"{uri.removeprefix('s3://').rstrip('/').replace('/', '_')}-{digest}"
-    if not (folder / "config.json").exists():
-        part = folder.with_name(folder.name + ".part")
-        download_folder(storage, uri, part)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(part, folder)
+    build_once(folder, lambda tmp: download_folder(storage, uri, tmp), lambda f: (f / "config.json").exists())
     os.utime(folder)  # most recently used
     if keep is not None:
         evict(cache, keep, folder)
@@ -48,8 +45,11 @@ def cached_checkpoint(uri: str, storage: Storage, cache: Path, keep: int | None 
 
 def evict(cache: Path, keep: int, current: Path) -> list[Path]:
     """Removes all but the ``keep`` most recently used checkpoint folders of ``cache`` (never
-    ``current``); returns what it removed."""
-    entries = sorted((p for p in cache.iterdir() if p.is_dir() and p != current), key=lambda p: p.stat().st_mtime)
+    ``current``, nor another process's download in progress); returns what it removed."""
+    entries = sorted(
+        (p for p in cache.iterdir() if p.is_dir() and p != current and not is_in_progress(p)),
+        key=lambda p: p.stat().st_mtime,
+    )
     stale = entries[: max(0, len(entries) - max(keep - 1, 0))]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 from pathlib import Path
 
 from mvp.common.geometry import MAX_PIXELS, MIN_PIXELS, PATCH_SIZE
 from mvp.model import tiny
+from mvp.model.cache import build_once
 from mvp.model.policy import hf_bars_only_on_a_terminal
 from mvp.model.weights import SMOLLM2, WeightsError, sha256_file
 
@@ -254,16 +254,12 @@ def ensure_smol_model(path: Path | None = None) -> Path:
     """Builds mvp-smol into ``path`` (default: the cache, keyed by the build's inputs) unless it
     is there already."""
     path = path or tiny.default_cache_dir() / f"{NAME}-{assembly_digest()}"
-    if (path / "config.json").exists() and (path / "model.safetensors").exists():
-        return path
-    model, tokenizer, processor = assemble()
-    tmp = path.with_name(path.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save(model, tokenizer, processor, tmp)
-    (tmp / "mvp_model.json").write_text(
-        json.dumps({"name": NAME, "digest": assembly_digest(), "aligned": ALIGN_FILE.exists()}, indent=2)
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        tmp.replace(path)
-    return path
+
+    def write(tmp: Path) -> None:
+        model, tokenizer, processor = assemble()
+        save(model, tokenizer, processor, tmp)
+        (tmp / "mvp_model.json").write_text(
+            json.dumps({"name": NAME, "digest": assembly_digest(), "aligned": ALIGN_FILE.exists()}, indent=2)
+        )
+
+    return build_once(path, write, tiny.model_folder_complete)

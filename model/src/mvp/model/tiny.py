@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from mvp.model.cache import build_once
+
 SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -157,20 +159,19 @@ def ensure_tiny_model(path: Path | None = None, seed: int = 0, spec: dict | None
     """Builds the tiny model into ``path`` (default: the cache) unless it is already there."""
     spec = spec or TINY
     path = path or default_cache_dir() / f"tiny-qwen2.5-vl-{spec_digest(spec, seed)}"
-    if (path / "config.json").exists() and (path / "model.safetensors").exists():
-        return path
-    import shutil
 
-    tokenizer = build_tokenizer(spec["vocab_size"])
-    image_processor = build_image_processor(spec["image_pixels"], patch_size(spec))
-    model = build_model(tokenizer, spec, seed)
-    tmp = path.with_name(path.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    image_processor.save_pretrained(tmp)
-    (tmp / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        tmp.replace(path)
-    return path
+    def write(tmp: Path) -> None:
+        tokenizer = build_tokenizer(spec["vocab_size"])
+        image_processor = build_image_processor(spec["image_pixels"], patch_size(spec))
+        model = build_model(tokenizer, spec, seed)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        image_processor.save_pretrained(tmp)
+        (tmp / "chat_template.jinja").write_text(CHAT_TEMPLATE)
+
+    return build_once(path, write, model_folder_complete)
+
+
+def model_folder_complete(path: Path) -> bool:
+    """Whether ``path`` holds a saved model (its config and weights)."""
+    return (path / "config.json").exists() and (path / "model.safetensors").exists()
