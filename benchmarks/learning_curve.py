@@ -28,6 +28,7 @@ import copy
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -129,8 +130,13 @@ def grpo(policy, train, score, recipe: dict, budget_s: float, out: Path, control
     from mvp.trainer.curves import CurveLogger
     from mvp.trainer.local import LocalTrainConfig, LocalTrainer
 
+    # a fresh run: an earlier run's metrics.jsonl (appended to), events and checkpoints in the same
+    # folder would otherwise mix into this run's windows and curves
+    for stale in ("train", "checkpoints"):
+        shutil.rmtree(out / stale, ignore_errors=True)
     config = LocalTrainConfig(
-        **{**recipe, "steps": 100_000, "time_budget_s": budget_s, "control_random_labels": control}
+        # steps: the budget stops the run unless the recipe sets a count (cosine_with_min_lr decays over it)
+        **{"steps": 100_000, **recipe, "time_budget_s": budget_s, "control_random_labels": control}
     )
     curves = CurveLogger(out / "train")
     trainer = LocalTrainer(
@@ -161,7 +167,8 @@ def grpo(policy, train, score, recipe: dict, budget_s: float, out: Path, control
 
 def summary(result: dict) -> dict:
     keep = ("samples", "exact", "exact_ci", "mean_reward", "mean_reward_ci", "selection", "ordering", "format")
-    return {**{k: result[k] for k in keep}, "content_dependence": result["content_dependence"]}
+    extra = {"loaded_from": result["loaded_from"]} if "loaded_from" in result else {}
+    return {**{k: result[k] for k in keep}, "content_dependence": result["content_dependence"], **extra}
 
 
 def prepare(args, data_dir: Path, models_dir: Path) -> dict:
@@ -212,15 +219,66 @@ def prepare(args, data_dir: Path, models_dir: Path) -> dict:
     }
 
 
-def held_out_evaluator(policy, held, score, budget: int, encoded, out: Path, seed: int):
+def weights_digest(model) -> str:
+    """sha256 of every parameter and buffer (names, dtypes, shapes and bytes, in name order)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def samples_digest(examples) -> str:
+    """sha256 of the samples as the model sees them: ids, prompts, labels and every image's pixels."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for ex in examples:
+        digest.update(json.dumps([ex.id, ex.prompt, ex.label_json]).encode())
+        for image in ex.images:
+            digest.update(f"{image.mode}{image.size}".encode() + image.tobytes())
+    return digest.hexdigest()
+
+
+def held_out_evaluator(policy, held, score, budget: int, encoded, out: Path, seed: int, device: str = "cpu"):
     """``name -> (result, rows)``: the held-out evaluation with the diagnostic, its rows written to
-    out/predictions_<name>.jsonl."""
+    out/predictions_<name>.jsonl. Greedy evaluation is a pure function of the weights, the held-out
+    samples, the budget, the seed and the device, so with ``reuse`` a result saved under
+    out/evals/ for exactly those inputs is loaded instead of computed again (a rerun of the proof
+    with another GRPO recipe starts from the same "before"); the result then says where from."""
     from mvp.trainer.evaluate import evaluate
 
-    def held_out(name: str) -> tuple[dict, list[dict]]:
+    def held_out(name: str, reuse: bool = False) -> tuple[dict, list[dict]]:
+        key = ""
+        if reuse:
+            import hashlib
+
+            facts = {
+                "weights": weights_digest(policy.model),
+                "samples": samples_digest(held),
+                "budget": budget,
+                "seed": seed,
+                "device": device,
+            }
+            key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
+            saved = out / "evals" / f"{key}.json"
+            if saved.exists():
+                loaded = json.loads(saved.read_text())
+                (out / f"predictions_{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in loaded["rows"]))
+                return {**loaded["result"], "loaded_from": str(saved)}, loaded["rows"]
         rows: list[dict] = []
         result = evaluate(policy, held, score, budget, encoded, rows, diagnostics=True, seed=seed)
         (out / f"predictions_{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if key:
+            (out / "evals").mkdir(parents=True, exist_ok=True)
+            part = out / "evals" / f"{key}.json.part"
+            part.write_text(json.dumps({"result": result, "rows": rows}))
+            part.replace(out / "evals" / f"{key}.json")
         return result, rows
 
     return held_out
@@ -258,7 +316,9 @@ def main() -> int:
         try:
             client = RewardClient(f"127.0.0.1:{reward.ports['grpc']}")
             client.wait_healthy(timeout_s=60)
-            held_out = held_out_evaluator(policy, held, client.score, run["budget"], encoded, args.out, args.seed)
+            held_out = held_out_evaluator(
+                policy, held, client.score, run["budget"], encoded, args.out, args.seed, args.device
+            )
 
             warm = None
             if args.warm_start_epochs:
@@ -275,7 +335,7 @@ def main() -> int:
                     ),
                 )
             start_state = copy.deepcopy(policy.model.state_dict())
-            before, before_rows = stages.run("eval before", lambda: held_out("before"))
+            before, before_rows = stages.run("eval before", lambda: held_out("before", reuse=True))
             main_run = stages.run(
                 "grpo",
                 lambda: grpo(policy, train, client.score, recipe, args.budget_s, args.out / "main", False, cache),

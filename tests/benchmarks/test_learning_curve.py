@@ -56,4 +56,9 @@ def test_learning_curve_runs_main_and_control_and_states_intervals(tmp_path: Pat
     again = json.loads(proc.stdout.strip().splitlines()[-1])
     assert again["warm_start"]["loaded_from"].endswith("warm-tiny-level1-seed0")
     assert again["warm_start"]["losses"] == result["warm_start"]["losses"]
+    # the same weights, samples, budget and seed: the saved "before" is loaded, not computed again
+    assert again["before"].pop("loaded_from").startswith(str(tmp_path / "out" / "evals"))
     assert again["before"] == result["before"]
+    # the second GRPO run starts a fresh metrics.jsonl: its windows hold its own steps only
+    lines = (tmp_path / "out" / "main" / "train" / "metrics.jsonl").read_text().splitlines()
+    assert len([row for row in map(json.loads, lines) if "reward" in row]) == again["grpo"]["steps"]
