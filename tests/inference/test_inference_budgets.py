@@ -154,6 +154,29 @@ def test_the_images_of_a_request_share_one_pixel_budget_read_from_headers(strict
     assert _post(strict.ports["http"], _chat(parts[:3]))[0] == 200
 
 
+def test_every_header_of_a_request_is_charged_before_any_image_is_decoded(strict: Proc) -> None:
+    # issue #30's abuse run: 32 images of 4096x4096 under a 4-image budget had the first four
+    # decoded (200 MB) before the fifth's header refused the request; three such at once, +620 MB.
+    # Here the first image has a header and no pixels: decoding it first would answer "not a
+    # decodable image" for content[0]; charged first, the request is refused at content[4] from
+    # its header, and nothing is decoded.
+    megapixel = _image((1024, 1024))
+    header_only = megapixel[:64]
+    parts = [{"type": "image_url", "image_url": {"url": _data_url(header_only, "image/png")}}]
+    parts += [{"type": "image_url", "image_url": {"url": _data_url(megapixel, "image/png")}}] * 4
+    status, error = _error(_post(strict.ports["http"], _chat(parts)))
+    assert status == 400 and "max_request_pixels" in error["message"], error
+    assert "content[4]" in error["message"], error
+    # within the budget, the missing pixels are found when the image is decoded
+    status, error = _error(_post(strict.ports["http"], _chat(parts[:2])))
+    assert status == 400 and "content[0]" in error["message"] and "decodable image" in error["message"], error
+    # a video's kept frames are charged from its header too: 20 s of 448x448 at 4 fps gives 16
+    # frames at 1 fps (video_max_frames), 16 x 448 x 448 = 3.2 Mi pixels; with a 1 Mi image, over
+    video = {"type": "video_url", "video_url": {"url": _data_url(_video(80, 4, 448), "video/mp4")}}
+    status, error = _error(_post(strict.ports["http"], _chat([parts[0], video])))
+    assert status == 400 and "max_request_pixels" in error["message"] and "content[1]" in error["message"], error
+
+
 def test_a_long_prompt_is_refused_before_it_is_tokenized(strict: Proc) -> None:
     status, error = _error(_post(strict.ports["http"], _chat("word " * 1000)))  # 5,000 characters
     assert status == 400 and error["code"] == "context_length_exceeded"

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import io
 import logging
 import re
 import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 import httpx
@@ -80,10 +82,10 @@ class MediaBudget:
             raise self.timed_out()
 
 
-def decode_image(data: bytes, max_pixels: int, budget: MediaBudget | None = None) -> Image.Image:
-    """Decodes an image whose header declares at most ``max_pixels`` pixels (and fits ``budget``):
-    the size is read from the header before any pixel is decoded, so a 16 KiB PNG of 10000x10000 px
-    is refused at once. Only ``IMAGE_FORMATS`` are opened."""
+def open_image(data: bytes, max_pixels: int, budget: MediaBudget) -> Image.Image:
+    """Opens an image whose header declares at most ``max_pixels`` pixels and charges ``budget``
+    for them; no pixel is decoded (``load_image`` does that), so a 16 KiB PNG of 10000x10000 px is
+    refused at once. Only ``IMAGE_FORMATS`` are opened."""
     try:
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError:  # PIL's own header check, where its limit is lower than ours
@@ -93,9 +95,14 @@ def decode_image(data: bytes, max_pixels: int, budget: MediaBudget | None = None
     width, height = image.size
     if width * height > max_pixels:
         raise MediaError(f"image of {width}x{height} pixels is over the limit of {max_pixels} pixels")
-    if budget is not None:
-        budget.charge(width * height, 1)
-        budget.check_time()
+    budget.charge(width * height, 1)
+    budget.check_time()
+    return image
+
+
+def load_image(image: Image.Image, budget: MediaBudget) -> Image.Image:
+    """The pixels of an image ``open_image`` checked, as RGB."""
+    budget.check_time()
     try:
         image.load()
         return image.convert("RGB")
@@ -280,20 +287,20 @@ class MediaFetcher:
             log.info("media fetch failed", extra={"url": redact_url(url), "error": type(exc).__name__})
             raise MediaError(FETCH_FAILED) from None
 
-    async def image(self, url: str, budget: MediaBudget) -> Image.Image:
+    async def plan(self, url: str, kind: str, budget: MediaBudget) -> Callable[[], list[Image.Image]]:
+        """Fetches an ``image_url`` or ``video_url`` (``kind``) and charges ``budget`` from its
+        header; returns the call that decodes it (to run in a worker thread). A request's media are
+        all planned before any is decoded, so one over the budget costs no decoding at all."""
         data = await self.fetch(url)
-        return await asyncio.to_thread(decode_image, data, self.settings.max_image_pixels, budget)
+        if kind == "image_url":
+            image = await asyncio.to_thread(open_image, data, self.settings.max_image_pixels, budget)
+            return lambda: [load_image(image, budget)]
+        reserved = await asyncio.to_thread(self._video_plan, data, budget)
+        return functools.partial(self._decode_video, data, budget, reserved)
 
-    async def video_frames(self, url: str, budget: MediaBudget) -> list[Image.Image]:
-        data = await self.fetch(url)
-        return await asyncio.to_thread(self._decode_video, data, budget)
-
-    def _decode_video(self, data: bytes, budget: MediaBudget) -> list[Image.Image]:
-        """The video's sampled frames, within ``budget``: its resolution, the frames sampling it
-        decodes and the pixels of the frames it gives are checked from the header first; the frames
-        actually decoded and the deadline are counted while decoding (a header can lie)."""
-        from mvp.common.video import VideoError, decode_at_fps
-
+    def _video_plan(self, data: bytes, budget: MediaBudget) -> int:
+        """Checks a video from its header (resolution, the frames sampling it decodes) and charges
+        the pixels of the frames it gives, as they are kept; returns those pixels."""
         s = self.settings
         header = video_header(data)
         width, height = header[0], header[1]
@@ -307,8 +314,16 @@ class MediaFetcher:
             )
         scale = min(1.0, VIDEO_FRAME_SIZE / max(width, height, 1))
         held = max(1, round(width * scale)) * max(1, round(height * scale))  # one frame as it is kept
-        taken = min(s.video_max_frames, expected or s.video_max_frames)
-        budget.check(taken * held, 0)  # charged once decoded, with the frames actually taken
+        reserved = min(s.video_max_frames, expected or s.video_max_frames) * held
+        budget.charge(reserved, 0)
+        return reserved
+
+    def _decode_video(self, data: bytes, budget: MediaBudget, reserved: int) -> list[Image.Image]:
+        """The video's sampled frames. The frames actually decoded and the deadline are counted
+        while decoding (a header can lie); frames beyond the ``reserved`` pixels are charged after."""
+        from mvp.common.video import VideoError, decode_at_fps
+
+        s = self.settings
         allowed, deadline = budget.frames_left, budget.deadline()
         decoded = 0
 
@@ -326,5 +341,6 @@ class MediaFetcher:
             )
         except VideoError as exc:
             raise MediaError(f"video_url: {exc.reason}") from None
-        budget.charge(sum(f.rgb.shape[0] * f.rgb.shape[1] for f in frames), decoded)
+        held = sum(f.rgb.shape[0] * f.rgb.shape[1] for f in frames)
+        budget.charge(max(0, held - reserved), decoded)
         return [Image.fromarray(f.rgb) for f in frames]

@@ -44,41 +44,63 @@ class App:
 
     async def build_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[dict], list]:
         """OpenAI messages -> chat-template messages with image parts, plus the images in order.
-        The text's length is checked before any media is fetched, and all the media share one
-        ``MediaBudget``."""
+        The text's length is checked before any media is fetched; all the media share one
+        ``MediaBudget``, charged from every header before the first pixel is decoded."""
         self.limit_prompt_chars(_text_length(messages))
         budget = MediaBudget(self.settings)
+        planned = await self._plan(messages, budget)
         out, images = [], []
+        for role, content in planned:
+            if isinstance(content, str):
+                out.append({"role": role, "content": content})
+                continue
+            parts = []
+            for part in content:
+                if isinstance(part, dict):
+                    parts.append(part)
+                    continue
+                where, decode = part
+                try:
+                    frames = await asyncio.to_thread(decode)
+                except MediaError as exc:
+                    raise ApiError(400, f"{where}: {exc}", param="messages") from None
+                images.extend(frames)
+                parts.extend({"type": "image"} for _ in frames)
+                self.limit_images(len(images))
+            out.append({"role": role, "content": parts})
+        return out, images
+
+    async def _plan(self, messages: list[dict[str, Any]], budget: MediaBudget) -> list[tuple[str, Any]]:
+        """Checks the messages' shape and fetches and header-checks their media: each message as
+        ``(role, text)`` or ``(role, [text part | (where, decode)])``."""
+        planned: list[tuple[str, Any]] = []
+        media = 0
         for i, message in enumerate(messages):
             role, content = message.get("role"), message.get("content")
             if role not in ("system", "user", "assistant"):
                 raise ApiError(400, f"messages[{i}].role must be system, user or assistant", param="messages")
             if isinstance(content, str):
-                out.append({"role": role, "content": content})
+                planned.append((role, content))
                 continue
             if not isinstance(content, list):
                 raise ApiError(400, f"messages[{i}].content must be a string or a list of parts", param="messages")
-            parts = []
+            parts: list[Any] = []
             for j, part in enumerate(content):
                 kind = part.get("type") if isinstance(part, dict) else None
                 where = f"messages[{i}].content[{j}]"
+                if kind == "text" and isinstance(part.get("text"), str):
+                    parts.append({"type": "text", "text": part["text"]})
+                    continue
+                if kind not in ("image_url", "video_url"):
+                    raise ApiError(400, f"{where}: unsupported or malformed content part", param="messages")
+                media += 1
+                self.limit_images(media)  # a video gives at least one frame
                 try:
-                    if kind == "text" and isinstance(part.get("text"), str):
-                        parts.append({"type": "text", "text": part["text"]})
-                    elif kind == "image_url":
-                        images.append(await self.media.image(_url_of(part, "image_url", where), budget))
-                        parts.append({"type": "image"})
-                    elif kind == "video_url":
-                        for frame in await self.media.video_frames(_url_of(part, "video_url", where), budget):
-                            images.append(frame)
-                            parts.append({"type": "image"})
-                    else:
-                        raise ApiError(400, f"{where}: unsupported or malformed content part", param="messages")
+                    parts.append((where, await self.media.plan(_url_of(part, kind, where), kind, budget)))
                 except MediaError as exc:
                     raise ApiError(400, f"{where}: {exc}", param="messages") from None
-                self.limit_images(len(images))
-            out.append({"role": role, "content": parts})
-        return out, images
+            planned.append((role, parts))
+        return planned
 
     def limit_tokens(self, max_tokens: int) -> int:
         """The one max_tokens check of every route."""
