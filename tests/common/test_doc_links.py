@@ -7,6 +7,7 @@ case, punctuation but hyphens and underscores dropped, spaces to hyphens.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@functools.cache
 def _anchors(path: Path) -> set[str]:
     body = FENCE.sub("", path.read_text(encoding="utf-8"))
     return {_slug(h) for h in HEADING.findall(body)}

@@ -60,10 +60,8 @@ class App:
                     parts.append(part)
                     continue
                 where, decode = part
-                try:
+                with _bad_media(where):
                     frames = await asyncio.to_thread(decode)
-                except MediaError as exc:
-                    raise ApiError(400, f"{where}: {exc}", param="messages") from None
                 images.extend(frames)
                 parts.extend({"type": "image"} for _ in frames)
                 self.limit_images(len(images))
@@ -95,10 +93,8 @@ class App:
                     raise ApiError(400, f"{where}: unsupported or malformed content part", param="messages")
                 media += 1
                 self.limit_images(media)  # a video gives at least one frame
-                try:
+                with _bad_media(where):
                     parts.append((where, await self.media.plan(_url_of(part, kind, where), kind, budget)))
-                except MediaError as exc:
-                    raise ApiError(400, f"{where}: {exc}", param="messages") from None
             planned.append((role, parts))
         return planned
 
@@ -176,6 +172,15 @@ def _text_length(messages: list[dict[str, Any]]) -> int:
         elif isinstance(content, list):
             total += sum(len(p["text"]) for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return total
+
+
+@contextlib.contextmanager
+def _bad_media(where: str) -> Iterator[None]:
+    """A medium that cannot be fetched, is over a budget or does not decode: 400 naming its part."""
+    try:
+        yield
+    except MediaError as exc:
+        raise ApiError(400, f"{where}: {exc}", param="messages") from None
 
 
 def _url_of(part: dict, key: str, where: str) -> str:
