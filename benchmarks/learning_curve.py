@@ -50,7 +50,8 @@ RECIPE: dict = {
     "orders_per_group": 4,
     # no reference forward: the KL term (1e-3 before) cost a quarter of each update
     "init_kl_coef": 0.0,
-    # bf16_update: where the device has bf16 kernels (trainer.precision.fast_bf16), unless --config sets it
+    # bf16_update and bf16_prefill: where the device has bf16 kernels (trainer.precision.fast_bf16), unless
+    # --config sets them
     "save_steps": 100_000,
     "max_ckpt_num": 1,
 }
@@ -184,9 +185,10 @@ def prepare(args, data_dir: Path, models_dir: Path) -> dict:
     from mvp.trainer.precision import fast_bf16
 
     recipe = {**RECIPE, **(json.loads(args.config.read_text()) if args.config else {}), "seed": args.seed}
-    if "bf16_update" not in recipe:
-        recipe["bf16_update"] = fast_bf16(args.device)
-        print(f"   bf16_update={recipe['bf16_update']} (whether {args.device} has bf16 kernels)")
+    for key in ("bf16_update", "bf16_prefill"):
+        if key not in recipe:
+            recipe[key] = fast_bf16(args.device)
+            print(f"   {key}={recipe[key]} (whether {args.device} has bf16 kernels)")
     stages = Stages()
     args.out.mkdir(parents=True, exist_ok=True)
     paths = stages.run(

@@ -142,3 +142,36 @@ def test_sampled_logprobs_are_the_sampling_distribution(tmp_path):
     mask = policy.completion_mask(completions)
     assert torch.allclose(behaviour * mask, scored * mask, atol=1e-4)
     assert float(((untempered - scored).abs() * mask).sum() / mask.sum()) > 1e-3
+
+
+def test_groups_decoded_together_equal_each_group_alone(tmp_path):
+    """``sample_groups`` decodes several groups as one batch when their prompts have one length: the
+    greedy completions equal each group sampled on its own (up to the padding columns a shorter group
+    carries), its behaviour log-probs are the update's, and a bf16 prefill stays within bf16
+    rounding of them; prompts of different lengths fall back to one decode per group."""
+    policy = Policy(ensure_tiny_model(tmp_path / "m"))
+    rng = np.random.default_rng(2)
+    frames = [Image.fromarray(rng.integers(0, 255, (90, 160, 3), dtype=np.uint8)) for _ in range(5)]
+    text = "Context: <image> <image>\nCandidates: 1 <image> 2 <image> 3 <image>\nAnswer:"
+    enc_a = policy.encode(text, frames)
+    enc_b = policy.encode(text, frames[::-1])
+    members = [_permuted(enc_a, order) for order in ([0, 1, 2], [0, 1, 2], [2, 0, 1], [2, 0, 1])]
+    groups = [members, enc_b]
+    together = policy.sample_groups(groups, 4, 6, 1.0, greedy=True)
+    for enc, (out, logps) in zip(groups, together, strict=True):
+        alone = policy.sample(enc, 4, 6, 1.0, greedy=True)
+        assert out[:, : alone.shape[1]].tolist() == alone.tolist()
+        assert (out[:, alone.shape[1] :] == policy.pad_id).all()
+        scored, _ = policy.token_logprobs(enc, out)
+        mask = policy.completion_mask(out)
+        assert torch.allclose(logps * mask, scored * mask, atol=1e-4)
+    torch.manual_seed(0)
+    fast = policy.sample_groups(groups, 4, 6, 1.0, bf16_prefill=True)
+    for enc, (out, logps) in zip(groups, fast, strict=True):
+        scored, _ = policy.token_logprobs(enc, out)
+        mask = policy.completion_mask(out)
+        assert logps.dtype == torch.float32
+        assert float(((logps - scored).abs() * mask).max()) < 0.1
+    shorter = policy.encode("Context: <image> <image>\nCandidates: 1 <image> 2 <image> 3 <image>", frames)
+    mixed = policy.sample_groups([enc_a, shorter], 2, 6, 1.0, greedy=True)
+    assert mixed[1][0].tolist() == policy.sample(shorter, 2, 6, 1.0, greedy=True).tolist()

@@ -80,7 +80,7 @@ def test_later_ppo_epochs_keep_the_first_epochs_old_logprobs(examples, reward_se
 def test_balanced_groups_score_each_member_against_its_own_order(examples, reward_server: Proc) -> None:
     trainer = _trainer(examples, reward_server, balanced_groups=True, lr=1e-4, entropy_coef=0.01)
     ex = examples[0]
-    group = trainer.rollout(ex)
+    group = trainer.rollout([ex])[0]
     assert isinstance(group.enc, list) and len(group.enc) == 4
     answers = [json.loads(label)["answer"] for label in group.labels]
     assert sorted(a[0] for a in answers) == list(range(1, ex.num_candidates + 1))
@@ -91,7 +91,7 @@ def test_balanced_groups_score_each_member_against_its_own_order(examples, rewar
     assert log.values["logprob_gap"] < 1e-3
     # the control scores every member against another member's label
     control = _trainer(examples, reward_server, balanced_groups=True, control_random_labels=True)
-    groups = [control.rollout(e) for e in examples[:2]]
+    groups = control.rollout(examples[:2])
     for g, shuffled in zip(groups, [control.labels(groups)[i * 4 : (i + 1) * 4] for i in range(2)], strict=True):
         assert sorted(shuffled) == sorted(g.labels) and all(a != b for a, b in zip(shuffled, g.labels, strict=True))
 
@@ -115,14 +115,14 @@ def test_fewer_orders_than_members_share_each_orders_prompt(examples, reward_ser
     (one Encoded object, so it runs once), the first masked frame on two positions; the control never
     scores a member against its own order's label."""
     trainer = _trainer(examples, reward_server, balanced_groups=True, orders_per_group=2, lr=1e-4)
-    group = trainer.rollout(examples[0])
+    group = trainer.rollout(examples[:1])[0]
     assert group.enc[0] is group.enc[1] and group.enc[2] is group.enc[3] and group.enc[0] is not group.enc[2]
     assert group.labels[0] == group.labels[1] and group.labels[2] == group.labels[3]
     assert json.loads(group.labels[0])["answer"] != json.loads(group.labels[2])["answer"]
     assert trainer.grpo_step().values["logprob_gap"] < 1e-3
     control = _trainer(examples, reward_server, balanced_groups=True, orders_per_group=2, control_random_labels=True)
     for _ in range(3):
-        groups = [control.rollout(e) for e in examples[:2]]
+        groups = control.rollout(examples[:2])
         shuffled = control.labels(groups)
         own = [label for g in groups for label in g.labels]
         assert all(a != b for a, b in zip(shuffled, own, strict=True))

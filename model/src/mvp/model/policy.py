@@ -250,10 +250,55 @@ class Policy:
         ``temperature``, as ``token_logprobs`` computes it; 0 at padding). The prompt runs once; the
         group decodes together over its KV cache. Vision and turn tokens are never sampled."""
         logits, cache = self.prefill(enc, n)
-        out = torch.full((n, max_new_tokens), self.pad_id, dtype=torch.long)
-        logps = torch.zeros(n, max_new_tokens)
-        done = torch.zeros(n, dtype=torch.bool)
-        start = (enc[0] if isinstance(enc, list) else enc).next_position
+        out, logps = self._decode(logits, cache, _first(enc).next_position, max_new_tokens, temperature, greedy)
+        return (out, logps) if return_logprobs else out
+
+    @torch.no_grad()
+    def sample_groups(
+        self,
+        encs: list[Encoded | list[Encoded]],
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        greedy: bool = False,
+        bf16_prefill: bool = False,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``sample(..., return_logprobs=True)`` for several groups of ``n``: each group's prompt runs
+        on its own (under bf16 autocast with ``bf16_prefill``, its cache then cast back to fp32, so
+        decoding and the log-probs stay fp32), and where all prompts have one length the groups then
+        decode as one batch (one forward per token for all of them instead of one per group). A
+        group's completions may carry padding columns past its own last token."""
+        device = torch.device(self.device).type
+        prefilled = []
+        for enc in encs:
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16_prefill):
+                logits, cache = self.prefill(enc, n)
+            if bf16_prefill:
+                logits = logits.float()
+                for layer in cache.layers:
+                    layer.keys, layer.values = layer.keys.float(), layer.values.float()
+            prefilled.append((logits, cache))
+        starts = {_first(e).next_position for e in encs}
+        lengths = {c.get_seq_length() for _, c in prefilled}
+        if len(starts) > 1 or len(lengths) > 1 or len(encs) == 1:
+            return [
+                self._decode(logits, cache, _first(e).next_position, max_new_tokens, temperature, greedy)
+                for e, (logits, cache) in zip(encs, prefilled, strict=True)
+            ]
+        cache = prefilled[0][1]
+        for i, layer in enumerate(cache.layers):
+            layer.keys = torch.cat([c.layers[i].keys for _, c in prefilled])
+            layer.values = torch.cat([c.layers[i].values for _, c in prefilled])
+        logits = torch.cat([lg for lg, _ in prefilled])
+        out, logps = self._decode(logits, cache, starts.pop(), max_new_tokens, temperature, greedy)
+        return [(out[g * n : (g + 1) * n], logps[g * n : (g + 1) * n]) for g in range(len(encs))]
+
+    def _decode(self, logits, cache, start: int, max_new_tokens: int, temperature: float, greedy: bool):
+        """Token-by-token decoding of every row of ``cache`` from the prompt's last ``logits``."""
+        rows = logits.shape[0]
+        out = torch.full((rows, max_new_tokens), self.pad_id, dtype=torch.long)
+        logps = torch.zeros(rows, max_new_tokens)
+        done = torch.zeros(rows, dtype=torch.bool)
         for t in range(max_new_tokens):
             logits = logits.float().cpu() / (1.0 if greedy else temperature)
             logp_all = torch.log_softmax(logits, dim=-1)
@@ -268,7 +313,7 @@ class Policy:
                 out, logps = out[:, : t + 1], logps[:, : t + 1]
                 break
             logits = self.extend(self.model, token.unsqueeze(1), start + t, cache)[:, -1]
-        return (out, logps) if return_logprobs else out
+        return out, logps
 
     def completion_mask(self, completions: torch.Tensor) -> torch.Tensor:
         """1 for generated tokens up to and including the first eos, 0 for padding after it."""
@@ -298,7 +343,7 @@ class Policy:
         model = model or self.model
         n, t = completions.shape
         first, cache = self.prefill(enc, n, model)
-        start = (enc[0] if isinstance(enc, list) else enc).next_position
+        start = _first(enc).next_position
         logits = first.unsqueeze(1)
         if t > 1:
             logits = torch.cat([logits, self.extend(model, completions[:, :-1], start, cache)], dim=1)
@@ -342,6 +387,10 @@ def append_tokens(enc: Encoded, ids: list[int]) -> Encoded:
         enc.image_grid_thw,
         torch.cat([enc.positions, positions], 1),
     )
+
+
+def _first(enc: Encoded | list[Encoded]) -> Encoded:
+    return enc[0] if isinstance(enc, list) else enc
 
 
 def _image_offsets(enc: Encoded) -> list[int]:

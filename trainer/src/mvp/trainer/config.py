@@ -89,7 +89,12 @@ class LocalTrainConfig(GrpoConfig):
     bf16_update: bool = Field(
         False,
         description="Run the update's forward and backward under bf16 autocast (weights, optimiser state and "
-        "log-probabilities stay fp32; generation always runs in fp32, where bf16 is slower on CPU).",
+        "log-probabilities stay fp32).",
+    )
+    bf16_prefill: bool = Field(
+        False,
+        description="Run the rollouts' prompt forward under bf16 autocast; its KV cache is cast back to fp32 and "
+        "token-by-token decoding stays fp32 (on CPU, autocast's per-call weight casts make bf16 decoding slower).",
     )
     control_random_labels: bool = Field(
         False,

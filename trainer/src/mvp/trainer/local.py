@@ -192,7 +192,7 @@ class LocalTrainer:
         t0 = time.perf_counter()
         batch = [self.train[i] for i in batch_indices(len(self.train), cfg.prompts_per_step, self.step, cfg.seed)]
         self.policy.model.eval()
-        groups = [self.rollout(ex) for ex in batch]
+        groups = self.rollout(batch)
         t_gen = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -234,27 +234,39 @@ class LocalTrainer:
             self.on_log(entry)
         return entry
 
-    def rollout(self, ex: Example) -> Group:
-        """One group: ``n_samples_per_prompt`` completions of ``ex`` (each member with its own candidate
-        order under ``balanced_groups``), with their labels and the sampler's log-probs."""
+    def rollout(self, batch: list[Example]) -> list[Group]:
+        """One group per example: ``n_samples_per_prompt`` completions (each member with its own
+        candidate order under ``balanced_groups``), with their labels and the sampler's log-probs.
+        The groups decode together (``Policy.sample_groups``)."""
+        cfg = self.config
+        plans = [self.members(ex) for ex in batch]
+        sampled = self.policy.sample_groups(
+            [enc for enc, _ in plans],
+            cfg.n_samples_per_prompt,
+            cfg.max_new_tokens,
+            cfg.temperature,
+            bf16_prefill=cfg.bf16_prefill,
+        )
+        return [
+            Group(ex, enc, completions, behaviour, self.policy.decode(completions), labels)
+            for ex, (enc, labels), (completions, behaviour) in zip(batch, plans, sampled, strict=True)
+        ]
+
+    def members(self, ex: Example) -> tuple[Encoded | list[Encoded], list[str]]:
+        """What each member of ``ex``'s group sees and is scored against: the one prompt and label, or
+        under ``balanced_groups`` the candidates in ``orders_per_group`` orders (equal runs of members
+        per order, one ``Encoded`` object per order so its prompt runs once) with remapped labels."""
         cfg = self.config
         n = cfg.n_samples_per_prompt
-        if cfg.balanced_groups:
-            rng = random.Random(f"{cfg.seed}:{self.step}:{ex.id}")
-            distinct = cfg.orders_per_group or n
-            orders = balanced_orders(ex, distinct, rng)
-            n_context = len(ex.images) - ex.num_candidates
-            prompts = [
-                reorder_images(self.encoded(ex), [*range(n_context), *(n_context + i for i in o)]) for o in orders
-            ]
-            # members share an order in equal runs; one Encoded object per order, so its prompt runs once
-            run = n // distinct
-            enc: Encoded | list[Encoded] = [p for p in prompts for _ in range(run)]
-            labels = [permuted_label(ex, o) for o in orders for _ in range(run)]
-        else:
-            enc, labels = self.encoded(ex), [ex.label_json] * n
-        completions, behaviour = self.policy.sample(enc, n, cfg.max_new_tokens, cfg.temperature, return_logprobs=True)
-        return Group(ex, enc, completions, behaviour, self.policy.decode(completions), labels)
+        if not cfg.balanced_groups:
+            return self.encoded(ex), [ex.label_json] * n
+        rng = random.Random(f"{cfg.seed}:{self.step}:{ex.id}")
+        distinct = cfg.orders_per_group or n
+        orders = balanced_orders(ex, distinct, rng)
+        n_context = len(ex.images) - ex.num_candidates
+        prompts = [reorder_images(self.encoded(ex), [*range(n_context), *(n_context + i for i in o)]) for o in orders]
+        run = n // distinct
+        return [p for p in prompts for _ in range(run)], [permuted_label(ex, o) for o in orders for _ in range(run)]
 
     def labels(self, groups: list[Group]) -> list[str]:
         """The label each completion is scored against. The control run breaks the link between what a
