@@ -10,6 +10,7 @@ import http.client
 import io
 import json
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -84,6 +85,43 @@ def test_chunked_body_counts_against_the_limit(server: Proc) -> None:
     response = conn.getresponse()
     assert response.status == 413
     assert json.loads(response.read())["error"]["message"].startswith("request body over")
+
+
+def _send_slowly_then_read(port: int, headers: bytes, body: bytes, pause_s: float) -> tuple[int, bytes]:
+    """Sends ``headers`` and the first MiB of ``body``, waits ``pause_s`` (the server has answered and
+    decided what to do with the connection by then), sends the rest, then reads the answer: what a
+    client on a slower link than loopback does. (0, b"") when the connection was reset."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        sock.sendall(headers + body[: 1 << 20])
+        time.sleep(pause_s)
+        sock.sendall(body[1 << 20 :])
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data and b'"error"' in data and data.rstrip().endswith(b"}"):
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        return 0, b""
+    finally:
+        sock.close()
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+    return status, data
+
+
+def test_a_refused_body_is_drained_so_the_client_reads_the_answer(server: Proc) -> None:
+    """A body over the limit (declared, or counted as it arrives) is answered 413 only after the
+    server has read and dropped the rest of it: closing a ``Connection: close`` request (urllib's
+    default) with unread bytes resets the connection, and a client still sending would never see the
+    413 (issue #30: 360 of 360 oversized requests under abuse ended in a reset)."""
+    body = b" " * (6 << 20)  # the limit is 4 MiB
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    status, data = _send_slowly_then_read(server.ports["http"], head, body, 0.5)
+    assert status == 413, data[:300]
+    assert b"request body over" in data
 
 
 def test_every_route_shares_the_limits(server: Proc) -> None:
