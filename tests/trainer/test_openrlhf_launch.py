@@ -151,6 +151,7 @@ LOCAL_ONLY = {
     "freeze_visual_encoder freezes every non-language parameter, merger included (its actor.py)",
     "train_embeddings": "OpenRLHF trains every parameter of the language model",
     "bf16_update": "OpenRLHF always trains in bf16 (ds.param_dtype)",
+    "bf16_prefill": "vLLM, OpenRLHF's rollout engine, generates in the model's dtype (bf16 in the recipes)",
     "control_random_labels": "the learning proof's control run (a measurement, not a cluster recipe)",
     "balanced_groups": "the OpenRLHF route is permuted copies in the staged dataset (docs/trainer.md)",
     "orders_per_group": "as balanced_groups (the copies per sample are the orders)",
